@@ -1,0 +1,31 @@
+# botify: two commands on a fresh machine: `make demo` and `make test`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: install demo test lint fmt bench clean
+
+install: $(STAMP) ## create .venv and install sim, botify and the dev tools
+
+$(STAMP): sim/pyproject.toml botify/pyproject.toml requirements-dev.txt
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q -e ./sim -e "./botify[offline]" -r requirements-dev.txt
+	@touch $@
+
+demo: install ## world -> service on embedded Redis -> one simulated A/B day -> report
+	$(BIN)/python -m botify demo
+
+test: install ## lint + the whole test suite
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+fmt: install
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) data logs reports run .pytest_cache .ruff_cache

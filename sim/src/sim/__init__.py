@@ -1,0 +1,1 @@
+"""sim: the users of botify, simulated (placeholder until the simulator lands)."""
