@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install demo test lint fmt bench clean
+.PHONY: install demo test lint fmt bench clean user-flow
 
 install: $(STAMP) ## create .venv and install sim, botify and the dev tools
 
@@ -26,6 +26,11 @@ lint: install
 
 fmt: install
 	$(BIN)/ruff check --fix .
+
+user-flow: user-flow.png ## render the session-flow diagram (needs Graphviz `dot`)
+
+user-flow.png: docs/user-flow.dot
+	dot -Tpng -Gdpi=110 $< -o $@
 
 clean:
 	rm -rf $(VENV) data logs reports run .pytest_cache .ruff_cache
