@@ -1,0 +1,568 @@
+"""Read botify event logs (docs/interfaces.md section 2) into one pandas DataFrame.
+
+Logs of a real run are messy: several worker directories, size-rotated files,
+some gzipped (sometimes while the plain copy still exists), a last line cut by a
+crash. The reader therefore validates every record, counts and skips bad ones by
+reason, detects duplicated files by content hash, and never raises on bad data.
+
+Speed: each file is parsed by pyarrow's multithreaded JSON reader; only a file
+that pyarrow rejects (a bad line somewhere, or a type it cannot unify) is
+re-read line by line with orjson to find out which lines are bad and why.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import re
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+log = logging.getLogger(__name__)
+
+MESSAGES = ("next", "last")
+REQUIRED = ("message", "timestamp", "user", "track", "time")
+EXP_PREFIX = "exp:"
+#: Reasons a record is skipped, in the order they are checked.
+REASONS = (
+    "invalid_json",
+    "truncated",
+    "not_object",
+    "wrong_type",
+    "missing_field",
+    "unknown_message",
+    "bad_timestamp",
+    "out_of_range",
+)
+_MAX_EXAMPLES = 20
+_ROTATION = re.compile(r"events-(\d+)\.jsonl(\.gz)?$")
+
+PathLike = str | Path
+
+
+@dataclass
+class LoadReport:
+    """What the reader saw: enough to tell a clean run from a damaged one."""
+
+    files_found: int = 0
+    files_read: int = 0
+    files_slow_path: int = 0
+    lines: int = 0
+    events: int = 0
+    bad_lines: dict[str, int] = field(default_factory=dict)
+    bad_examples: list[dict[str, Any]] = field(default_factory=list)
+    duplicate_files: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def duplicates(self) -> int:
+        """Number of files skipped because an identical file was already read."""
+        return len(self.duplicate_files)
+
+    @property
+    def bad(self) -> int:
+        return int(sum(self.bad_lines.values()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "files_found": self.files_found,
+            "files_read": self.files_read,
+            "files_slow_path": self.files_slow_path,
+            "duplicates": self.duplicates,
+            "lines": self.lines,
+            "events": self.events,
+            "bad": self.bad,
+            "bad_lines": dict(self.bad_lines),
+            "bad_examples": list(self.bad_examples),
+            "duplicate_files": list(self.duplicate_files),
+            "warnings": list(self.warnings),
+        }
+
+    def summary(self) -> str:
+        """One line for a terminal."""
+        parts = [
+            f"{self.files_read} file(s) read",
+            f"{self.lines} line(s)",
+            f"{self.events} event(s)",
+        ]
+        if self.duplicates:
+            parts.append(f"{self.duplicates} duplicate file(s) skipped")
+        if self.bad:
+            reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.bad_lines.items()))
+            parts.append(f"{self.bad} bad line(s) skipped ({reasons})")
+        return "; ".join(parts)
+
+    def _bad(self, reason: str, n: int = 1) -> None:
+        if n:
+            self.bad_lines[reason] = self.bad_lines.get(reason, 0) + int(n)
+
+    def _example(self, path: Path, where: str, reason: str, text: str = "") -> None:
+        if len(self.bad_examples) < _MAX_EXAMPLES:
+            self.bad_examples.append(
+                {"file": str(path), "where": where, "reason": reason, "text": text[:160]}
+            )
+
+    def _warn(self, msg: str) -> None:
+        log.warning(msg)
+        self.warnings.append(msg)
+
+
+@dataclass
+class LoadedEvents:
+    """Events sorted by (user, timestamp, file order) plus the load report."""
+
+    events: pd.DataFrame
+    report: LoadReport
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def experiments(self) -> list[str]:
+        """Experiment names seen in the logs (from the `exp:<NAME>` columns)."""
+        return [c[len(EXP_PREFIX) :] for c in self.events.columns if c.startswith(EXP_PREFIX)]
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _rotation_key(p: Path) -> tuple[str, int, str]:
+    m = _ROTATION.search(p.name)
+    return (str(p.parent), int(m.group(1)) if m else -1, p.name)
+
+
+def find_event_files(paths: PathLike | Sequence[PathLike]) -> list[Path]:
+    """Event files under the given directories (recursively) or the files themselves.
+
+    A directory contributes `**/events-*.jsonl` and `**/events-*.jsonl.gz` only
+    (rejected-*.jsonl and anything else is not an event); a file given
+    explicitly is read whatever its name (e.g. a course `data.json`).
+    """
+    if isinstance(paths, str | Path):
+        paths = [paths]
+    out: list[Path] = []
+    seen: set[Path] = set()
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = [
+                f
+                for f in p.rglob("events-*.jsonl*")
+                if f.is_file() and (f.name.endswith(".jsonl") or f.name.endswith(".jsonl.gz"))
+            ]
+            found.sort(key=_rotation_key)
+        elif p.is_file():
+            found = [p]
+        else:
+            raise FileNotFoundError(f"no such log file or directory: {p}")
+        for f in found:
+            r = f.resolve()
+            if r not in seen:
+                seen.add(r)
+                out.append(f)
+    return out
+
+
+def _read_bytes(path: Path, report: LoadReport) -> bytes:
+    """File content, gunzipped; a gzip cut short yields what could be decompressed."""
+    data = path.read_bytes()
+    if not path.name.endswith(".gz"):
+        return data
+    try:
+        return gzip.decompress(data)
+    except (EOFError, OSError, zlib.error) as exc:
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            part = d.decompress(data)
+        except zlib.error:
+            part = b""
+        report._warn(f"{path}: damaged gzip ({exc}); using the {len(part)} bytes recovered")
+        return part
+
+
+# --------------------------------------------------------------------------- parsing
+
+def _is_int(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_null(t)
+
+
+def _is_num(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t)
+
+
+def _is_str(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)
+
+
+def _fast_table(data: bytes) -> pa.Table | None:
+    """pyarrow parse with the types we accept, or None to ask for the slow path."""
+    try:
+        t = pj.read_json(
+            pa.BufferReader(data),
+            parse_options=pj.ParseOptions(unexpected_field_behavior="infer"),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    s = t.schema
+    checks = {
+        "message": _is_str,
+        "user": _is_int,
+        "track": _is_int,
+        "time": _is_num,
+        "latency": _is_num,
+        "recommendation": _is_int,
+        "recommender": _is_str,
+        "fallback": _is_str,
+    }
+    for name, ok in checks.items():
+        if name in s.names and not ok(s.field(name).type):
+            return None
+    if "timestamp" in s.names:
+        tt = s.field("timestamp").type
+        if not (_is_int(tt) or _is_str(tt) or pa.types.is_timestamp(tt)):
+            return None
+    if "experiments" in s.names:
+        et = s.field("experiments").type
+        if pa.types.is_struct(et):
+            if not all(_is_str(et.field(i).type) for i in range(et.num_fields)):
+                return None
+        elif not pa.types.is_null(et):
+            return None
+    return t
+
+
+def _col(t: pa.Table, name: str, typ: pa.DataType) -> pa.Array:
+    n = t.num_rows
+    if name not in t.schema.names:
+        return pa.nulls(n, typ)
+    a = t.column(name).combine_chunks()
+    if a.type != typ:
+        a = a.cast(typ)
+    return a
+
+
+def _timestamp_ms(a: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(ms since epoch int64, mask of values present but unparseable)."""
+    n = len(a)
+    t = a.type
+    if pa.types.is_null(t):
+        return np.zeros(n, np.int64), np.zeros(n, bool)
+    if pa.types.is_integer(t):
+        return a.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64), np.zeros(n, bool)
+    if pa.types.is_timestamp(t):
+        ms = pc.cast(a, pa.timestamp("ms", tz=t.tz)).cast(pa.int64())
+        return ms.fill_null(0).to_numpy(zero_copy_only=False), np.zeros(n, bool)
+    s = pd.Series(a.to_pylist(), dtype=object)
+    parsed = pd.to_datetime(s, format="ISO8601", utc=True, errors="coerce")
+    nat = parsed.isna().to_numpy()
+    bad = nat & s.notna().to_numpy()
+    vals = parsed.dt.tz_localize(None).dt.as_unit("ms").to_numpy().view(np.int64).copy()
+    vals[nat] = 0
+    return vals, bad
+
+
+def _normalise(t: pa.Table, path: Path, report: LoadReport) -> pa.Table:
+    """Fixed-schema, validated table of one file's records; bad records counted and dropped."""
+    n = t.num_rows
+    message = _col(t, "message", pa.string())
+    ts_raw = t.column("timestamp").combine_chunks() if "timestamp" in t.schema.names else pa.nulls(n)
+    ts_ms, ts_bad = _timestamp_ms(ts_raw)
+    cols: dict[str, pa.Array] = {
+        "message": message,
+        "timestamp": pa.array(ts_ms, pa.int64()),
+        "user": _col(t, "user", pa.int64()),
+        "track": _col(t, "track", pa.int64()),
+        "time": _col(t, "time", pa.float64()),
+        "latency": _col(t, "latency", pa.float64()),
+        "recommendation": _col(t, "recommendation", pa.int64()),
+        "recommender": _col(t, "recommender", pa.string()),
+        "fallback": _col(t, "fallback", pa.string()),
+    }
+    if "experiments" in t.schema.names:
+        ex = t.column("experiments").combine_chunks()
+        if pa.types.is_struct(ex.type):
+            validity = ex.is_valid()
+            for i in range(ex.type.num_fields):
+                name = ex.type.field(i).name
+                child = ex.field(i).cast(pa.string())
+                child = pc.if_else(validity, child, pa.nulls(n, pa.string()))
+                cols[EXP_PREFIX + name] = child
+
+    # Vectorised validation; a record gets the first reason that applies.
+    missing = np.zeros(n, bool)
+    for name in REQUIRED:
+        src = ts_raw if name == "timestamp" else cols[name]
+        missing |= src.is_null().to_numpy(zero_copy_only=False)
+    msg_ok = pc.is_in(message, value_set=pa.array(MESSAGES)).fill_null(False)
+    unknown = ~msg_ok.to_numpy(zero_copy_only=False) & ~missing
+    bad_ts = ts_bad & ~missing & ~unknown
+    time_np = cols["time"].fill_null(0.0).to_numpy(zero_copy_only=False)
+    lat_np = cols["latency"].fill_null(0.0).to_numpy(zero_copy_only=False)
+    with np.errstate(invalid="ignore"):
+        rng = ~((time_np >= 0.0) & (time_np <= 1.0)) | ~(np.isfinite(lat_np) & (lat_np >= 0.0))
+    rng &= ~missing & ~unknown & ~bad_ts
+    for reason, mask in (
+        ("missing_field", missing),
+        ("unknown_message", unknown),
+        ("bad_timestamp", bad_ts),
+        ("out_of_range", rng),
+    ):
+        k = int(mask.sum())
+        if k:
+            report._bad(reason, k)
+            for i in np.flatnonzero(mask)[:3]:
+                report._example(path, f"record {int(i) + 1}", reason)
+    keep = ~(missing | unknown | bad_ts | rng)
+    out = pa.table(cols)
+    if not keep.all():
+        out = out.filter(pa.array(keep))
+    return out
+
+
+def _type_ok(obj: dict[str, Any]) -> bool:
+    """Python-side type check mirroring what the fast path accepts."""
+
+    def is_int(v: Any) -> bool:
+        return v is None or (isinstance(v, int) and not isinstance(v, bool))
+
+    def is_num(v: Any) -> bool:
+        return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+
+    def is_str(v: Any) -> bool:
+        return v is None or isinstance(v, str)
+
+    g = obj.get
+    if not (is_str(g("message")) and is_int(g("user")) and is_int(g("track"))):
+        return False
+    if not (is_num(g("time")) and is_num(g("latency")) and is_int(g("recommendation"))):
+        return False
+    if not (is_str(g("recommender")) and is_str(g("fallback"))):
+        return False
+    ts = g("timestamp")
+    if not (is_int(ts) or isinstance(ts, str)):
+        return False
+    ex = g("experiments")
+    if ex is not None and not (
+        isinstance(ex, dict) and all(isinstance(v, str) or v is None for v in ex.values())
+    ):
+        return False
+    return True
+
+
+def _slow_table(data: bytes, path: Path, report: LoadReport) -> pa.Table:
+    """Line-by-line parse for a file pyarrow rejected: find and classify the bad lines."""
+    good: list[dict[str, Any]] = []
+    lines = data.split(b"\n")
+    last_idx = len(lines) - 1
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            # A last line with no newline that does not parse was cut mid-write.
+            reason = "truncated" if i == last_idx else "invalid_json"
+            report._bad(reason)
+            report._example(path, f"line {i + 1}", reason, line.decode("utf-8", "replace"))
+            continue
+        if not isinstance(obj, dict):
+            report._bad("not_object")
+            report._example(path, f"line {i + 1}", "not_object", line.decode("utf-8", "replace"))
+            continue
+        if not _type_ok(obj):
+            report._bad("wrong_type")
+            report._example(path, f"line {i + 1}", "wrong_type", line.decode("utf-8", "replace"))
+            continue
+        good.append(obj)
+    cols: dict[str, list[Any]] = {
+        k: [o.get(k) for o in good]
+        for k in (
+            "message",
+            "user",
+            "track",
+            "time",
+            "latency",
+            "recommendation",
+            "recommender",
+            "fallback",
+        )
+    }
+    ts = [o.get("timestamp") for o in good]
+    ts_arr: pa.Array
+    if all(v is None or isinstance(v, int) for v in ts):
+        ts_arr = pa.array(ts, pa.int64())
+    else:
+        # Mixed int/ISO in one file: render ints as ISO so one parser handles both.
+        ts_arr = pa.array(
+            [
+                pd.Timestamp(v, unit="ms", tz="UTC").isoformat() if isinstance(v, int) else v
+                for v in ts
+            ],
+            pa.string(),
+        )
+    arrays: dict[str, pa.Array] = {
+        "message": pa.array(cols["message"], pa.string()),
+        "timestamp": ts_arr,
+        "user": pa.array(cols["user"], pa.int64()),
+        "track": pa.array(cols["track"], pa.int64()),
+        "time": pa.array(cols["time"], pa.float64()),
+        "latency": pa.array(cols["latency"], pa.float64()),
+        "recommendation": pa.array(cols["recommendation"], pa.int64()),
+        "recommender": pa.array(cols["recommender"], pa.string()),
+        "fallback": pa.array(cols["fallback"], pa.string()),
+    }
+    names: list[str] = []
+    for o in good:
+        ex = o.get("experiments")
+        if ex:
+            for k in ex:
+                if k not in names:
+                    names.append(k)
+    if names:
+        fields = [pa.field(k, pa.string()) for k in names]
+        exps = [o.get("experiments") for o in good]
+        arrays["experiments"] = pa.array(exps, pa.struct(fields))
+    return pa.table(arrays)
+
+
+def _count_lines(data: bytes) -> int:
+    """Non-blank lines, as the record count pyarrow sees."""
+    n = data.count(b"\n")
+    if data and not data.endswith(b"\n"):
+        n += 1
+    # Blank lines are rare; only pay for a scan when there can be some.
+    if b"\n\n" in data or data.startswith(b"\n"):
+        n = sum(1 for ln in data.split(b"\n") if ln.strip())
+    return n
+
+
+# --------------------------------------------------------------------------- assembly
+
+
+def _to_pandas(t: pa.Table, exp_cols: list[str]) -> pd.DataFrame:
+    user = t.column("user").to_numpy()
+    ts = t.column("timestamp").to_numpy()
+    order = np.lexsort((ts, user))  # stable: ties keep file order
+    if not np.array_equal(order, np.arange(len(order))):
+        t = t.take(pa.array(order))
+        user = user[order]
+        ts = ts[order]
+    is_last = pc.equal(t.column("message"), "last").to_numpy(zero_copy_only=False)
+    rec = t.column("recommendation").combine_chunks()
+    rec_vals = rec.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    rec_mask = rec.is_null().to_numpy(zero_copy_only=False)
+
+    def cat(name: str) -> pd.Categorical:
+        a = t.column(name).combine_chunks()
+        if pa.types.is_null(a.type):
+            a = a.cast(pa.string())
+        return a.dictionary_encode().to_pandas()
+
+    df = pd.DataFrame(
+        {
+            "message": pd.Categorical.from_codes(is_last.astype(np.int8), categories=list(MESSAGES)),
+            "timestamp": pd.Series(ts.view("datetime64[ms]")).dt.tz_localize("UTC"),
+            "user": user.astype(np.int64, copy=False),
+            "track": t.column("track").to_numpy().astype(np.int64, copy=False),
+            "time": t.column("time").to_numpy(),
+            "latency": t.column("latency").combine_chunks().to_numpy(zero_copy_only=False),
+            "recommendation": pd.arrays.IntegerArray(rec_vals, rec_mask),
+            "recommender": cat("recommender"),
+            "fallback": cat("fallback"),
+        }
+    )
+    for c in exp_cols:
+        df[c] = cat(c)
+    return df
+
+
+def _empty_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "message": pd.Categorical([], categories=list(MESSAGES)),
+            "timestamp": pd.Series([], dtype="datetime64[ms, UTC]"),
+            "user": pd.Series([], dtype=np.int64),
+            "track": pd.Series([], dtype=np.int64),
+            "time": pd.Series([], dtype=np.float64),
+            "latency": pd.Series([], dtype=np.float64),
+            "recommendation": pd.Series([], dtype="Int64"),
+            "recommender": pd.Categorical([]),
+            "fallback": pd.Categorical([]),
+        }
+    )
+
+
+def read_events(paths: PathLike | Sequence[PathLike] | Iterable[PathLike]) -> LoadedEvents:
+    """Load, validate and sort every event of a run. Bad data is reported, never raised.
+
+    Raises FileNotFoundError only when a given path does not exist.
+    """
+    if not isinstance(paths, str | Path):
+        paths = list(paths)
+    files = find_event_files(paths)
+    report = LoadReport(files_found=len(files))
+    digests: dict[str, Path] = {}
+    tables: list[pa.Table] = []
+    used: list[Path] = []
+    for f in files:
+        data = _read_bytes(f, report)
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in digests:
+            report.duplicate_files.append({"file": str(f), "same_as": str(digests[digest])})
+            report._warn(f"{f}: same content as {digests[digest]}; counted once")
+            continue
+        digests[digest] = f
+        used.append(f)
+        report.files_read += 1
+        if not data.strip():
+            continue
+        report.lines += _count_lines(data)
+        t = _fast_table(data)
+        if t is None:
+            report.files_slow_path += 1
+            t = _slow_table(data, f, report)
+        tables.append(_normalise(t, f, report))
+    if report.bad:
+        report._warn(f"skipped {report.bad} bad line(s): {dict(sorted(report.bad_lines.items()))}")
+    if not tables:
+        return LoadedEvents(_empty_frame(), report, used)
+    exp_cols = sorted({n for t in tables for n in t.schema.names if n.startswith(EXP_PREFIX)})
+    big = pa.concat_tables(tables, promote_options="default")
+    report.events = big.num_rows
+    return LoadedEvents(_to_pandas(big, exp_cols), report, used)
+
+
+def timestamp_ms(ts: pd.Series) -> np.ndarray:
+    """int64 milliseconds since the epoch of a datetime Series (tz-aware or naive UTC)."""
+    if len(ts) == 0:
+        return np.zeros(0, np.int64)
+    if not (isinstance(ts.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(ts)):
+        ts = pd.to_datetime(ts, utc=True)
+    return np.asarray(ts.dt.as_unit("ms").array.asi8, dtype=np.int64)
+
+
+def arm_column(experiment: str) -> str:
+    """Column name of an experiment's arm in the events frame."""
+    return EXP_PREFIX + experiment
+
+
+__all__ = [
+    "EXP_PREFIX",
+    "MESSAGES",
+    "REASONS",
+    "LoadReport",
+    "LoadedEvents",
+    "arm_column",
+    "find_event_files",
+    "read_events",
+    "timestamp_ms",
+]
