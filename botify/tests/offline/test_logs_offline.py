@@ -97,7 +97,9 @@ def test_bad_lines_counted_by_reason_and_skipped(tmp_path: Path) -> None:
         "experiments": {"EXP": "C"},
     }
     lines = [orjson.dumps(good).decode()]
-    lines.append(orjson.dumps({**good, "timestamp": 1732900000124, "surprise": [1, {"x": 2}]}).decode())
+    lines.append(
+        orjson.dumps({**good, "timestamp": 1732900000124, "surprise": [1, {"x": 2}]}).decode()
+    )
     lines.append("this is not json")  # invalid_json
     lines.append("[1, 2, 3]")  # not_object
     lines.append(orjson.dumps({**good, "user": "seven"}).decode())  # wrong_type
@@ -108,7 +110,11 @@ def test_bad_lines_counted_by_reason_and_skipped(tmp_path: Path) -> None:
     lines.append(orjson.dumps({**good, "message": "skip"}).decode())  # unknown_message
     lines.append(orjson.dumps({**good, "timestamp": "yesterday"}).decode())  # bad_timestamp
     lines.append(orjson.dumps({**good, "time": 1.7}).decode())  # out_of_range
-    lines.append(orjson.dumps({**good, "message": "last", "timestamp": 1732900000200, "recommendation": None}).decode())
+    lines.append(
+        orjson.dumps(
+            {**good, "message": "last", "timestamp": 1732900000200, "recommendation": None}
+        ).decode()
+    )
     lines.append('{"message": "next", "timestamp": 17329000')  # truncated (no newline at EOF)
     d = tmp_path / "w1"
     d.mkdir()
@@ -143,7 +149,9 @@ def test_fast_path_validation_without_parse_errors(tmp_path: Path) -> None:
         {"message": "last", "timestamp": 4, "user": 1, "time": 0.5, "latency": 0.1},
         {"message": "last", "timestamp": 5, "user": 1, "track": 9, "time": 1, "latency": 0.1},
     ]
-    (tmp_path / "events-000001.jsonl").write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
+    (tmp_path / "events-000001.jsonl").write_bytes(
+        b"\n".join(orjson.dumps(r) for r in rows) + b"\n"
+    )
     le = read_events(tmp_path)
     assert le.report.files_slow_path == 0
     assert le.report.bad_lines == {"unknown_message": 1, "out_of_range": 1, "missing_field": 1}
@@ -182,13 +190,22 @@ def test_damaged_gzip_recovers_prefix(tmp_path: Path) -> None:
 def test_order_user_time_then_file_order(tmp_path: Path) -> None:
     def line(ts: int, user: int, track: int, msg: str = "next") -> bytes:
         return orjson.dumps(
-            {"message": msg, "timestamp": ts, "user": user, "track": track, "time": 0.1, "latency": 0.0}
+            {
+                "message": msg,
+                "timestamp": ts,
+                "user": user,
+                "track": track,
+                "time": 0.1,
+                "latency": 0.0,
+            }
         )
 
     d = tmp_path / "w"
     d.mkdir()
     (d / "events-000002.jsonl").write_bytes(b"\n".join([line(10, 1, 3), line(5, 2, 9)]) + b"\n")
-    (d / "events-000001.jsonl").write_bytes(b"\n".join([line(10, 1, 1), line(10, 1, 2), line(1, 1, 0)]))
+    (d / "events-000001.jsonl").write_bytes(
+        b"\n".join([line(10, 1, 1), line(10, 1, 2), line(1, 1, 0)])
+    )
     ev = read_events(tmp_path).events
     assert ev["user"].tolist() == [1, 1, 1, 1, 2]
     assert ev["track"].tolist() == [0, 1, 2, 3, 9]

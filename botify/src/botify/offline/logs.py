@@ -189,7 +189,46 @@ def _read_bytes(path: Path, report: LoadReport) -> bytes:
         return part
 
 
+class _Dedup:
+    """Exact duplicate-file detection that hashes whole files only when needed.
+
+    A cheap fingerprint (length, hashes of the first and last 64 KiB) finds
+    candidates; only then are both full contents hashed (SHA-256), so a normal
+    run pays almost nothing for the check.
+    """
+
+    _EDGE = 65536
+
+    def __init__(self, report: LoadReport) -> None:
+        self.report = report
+        self.by_fp: dict[tuple[int, bytes], list[Path]] = {}
+        self.full: dict[Path, bytes] = {}
+
+    def _fp(self, data: bytes) -> tuple[int, bytes]:
+        h = hashlib.sha256(data[: self._EDGE])
+        h.update(data[-self._EDGE :])
+        return (len(data), h.digest())
+
+    def _full(self, path: Path, data: bytes | None = None) -> bytes:
+        if path not in self.full:
+            if data is None:
+                data = _read_bytes(path, LoadReport())
+            self.full[path] = hashlib.sha256(data).digest()
+        return self.full[path]
+
+    def is_duplicate(self, path: Path, data: bytes) -> bool:
+        fp = self._fp(data)
+        for prev in self.by_fp.get(fp, []):
+            if self._full(prev) == self._full(path, data):
+                self.report.duplicate_files.append({"file": str(path), "same_as": str(prev)})
+                self.report._warn(f"{path}: same content as {prev}; counted once")
+                return True
+        self.by_fp.setdefault(fp, []).append(path)
+        return False
+
+
 # --------------------------------------------------------------------------- parsing
+
 
 def _is_int(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_null(t)
@@ -274,7 +313,9 @@ def _normalise(t: pa.Table, path: Path, report: LoadReport) -> pa.Table:
     """Fixed-schema, validated table of one file's records; bad records counted and dropped."""
     n = t.num_rows
     message = _col(t, "message", pa.string())
-    ts_raw = t.column("timestamp").combine_chunks() if "timestamp" in t.schema.names else pa.nulls(n)
+    ts_raw = (
+        t.column("timestamp").combine_chunks() if "timestamp" in t.schema.names else pa.nulls(n)
+    )
     ts_ms, ts_bad = _timestamp_ms(ts_raw)
     cols: dict[str, pa.Array] = {
         "message": message,
@@ -366,6 +407,7 @@ def _slow_table(data: bytes, path: Path, report: LoadReport) -> pa.Table:
     for i, line in enumerate(lines):
         if not line.strip():
             continue
+        report.lines += 1
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError:
@@ -434,47 +476,50 @@ def _slow_table(data: bytes, path: Path, report: LoadReport) -> pa.Table:
     return pa.table(arrays)
 
 
-def _count_lines(data: bytes) -> int:
-    """Non-blank lines, as the record count pyarrow sees."""
-    n = data.count(b"\n")
-    if data and not data.endswith(b"\n"):
-        n += 1
-    # Blank lines are rare; only pay for a scan when there can be some.
-    if b"\n\n" in data or data.startswith(b"\n"):
-        n = sum(1 for ln in data.split(b"\n") if ln.strip())
-    return n
-
-
 # --------------------------------------------------------------------------- assembly
 
 
-def _to_pandas(t: pa.Table, exp_cols: list[str]) -> pd.DataFrame:
-    user = t.column("user").to_numpy()
-    ts = t.column("timestamp").to_numpy()
-    order = np.lexsort((ts, user))  # stable: ties keep file order
-    if not np.array_equal(order, np.arange(len(order))):
-        t = t.take(pa.array(order))
-        user = user[order]
-        ts = ts[order]
-    is_last = pc.equal(t.column("message"), "last").to_numpy(zero_copy_only=False)
-    rec = t.column("recommendation").combine_chunks()
-    rec_vals = rec.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-    rec_mask = rec.is_null().to_numpy(zero_copy_only=False)
+def _np(t: pa.Table, name: str) -> np.ndarray:
+    return t.column(name).combine_chunks().to_numpy(zero_copy_only=False)
 
-    def cat(name: str) -> pd.Categorical:
+
+def _to_pandas(t: pa.Table, exp_cols: list[str]) -> pd.DataFrame:
+    """Sorted pandas frame. Reordering is done on numpy arrays and dictionary codes,
+    never on Arrow strings (a string `take` costs more than the whole sort)."""
+    user = _np(t, "user")
+    ts = _np(t, "timestamp")
+    order: np.ndarray | None = np.lexsort((ts, user))  # stable: ties keep file order
+    if np.array_equal(order, np.arange(len(order))):
+        order = None
+
+    def take(a: np.ndarray) -> np.ndarray:
+        return a if order is None else a[order]
+
+    def cat(name: str, categories: list[str] | None = None) -> pd.Categorical:
         a = t.column(name).combine_chunks()
         if pa.types.is_null(a.type):
             a = a.cast(pa.string())
-        return a.dictionary_encode().to_pandas()
+        enc = a.dictionary_encode()
+        codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+        cats = enc.dictionary.to_pylist()
+        if categories is not None:  # remap to a fixed category order
+            pos = np.array([categories.index(c) for c in cats] + [-1], dtype=np.int32)
+            codes = pos[codes]  # -1 indexes the trailing -1
+            cats = categories
+        return pd.Categorical.from_codes(take(codes), categories=cats)
 
+    rec = t.column("recommendation").combine_chunks()
+    rec_vals = take(rec.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64))
+    rec_mask = take(rec.is_null().to_numpy(zero_copy_only=False))
+    ts = take(ts)
     df = pd.DataFrame(
         {
-            "message": pd.Categorical.from_codes(is_last.astype(np.int8), categories=list(MESSAGES)),
-            "timestamp": pd.Series(ts.view("datetime64[ms]")).dt.tz_localize("UTC"),
-            "user": user.astype(np.int64, copy=False),
-            "track": t.column("track").to_numpy().astype(np.int64, copy=False),
-            "time": t.column("time").to_numpy(),
-            "latency": t.column("latency").combine_chunks().to_numpy(zero_copy_only=False),
+            "message": cat("message", list(MESSAGES)),
+            "timestamp": pd.DatetimeIndex(ts.view("datetime64[ms]")).tz_localize("UTC"),
+            "user": take(user).astype(np.int64, copy=False),
+            "track": take(_np(t, "track")).astype(np.int64, copy=False),
+            "time": take(_np(t, "time")),
+            "latency": take(_np(t, "latency")),
             "recommendation": pd.arrays.IntegerArray(rec_vals, rec_mask),
             "recommender": cat("recommender"),
             "fallback": cat("fallback"),
@@ -510,26 +555,23 @@ def read_events(paths: PathLike | Sequence[PathLike] | Iterable[PathLike]) -> Lo
         paths = list(paths)
     files = find_event_files(paths)
     report = LoadReport(files_found=len(files))
-    digests: dict[str, Path] = {}
+    dedup = _Dedup(report)
     tables: list[pa.Table] = []
     used: list[Path] = []
     for f in files:
         data = _read_bytes(f, report)
-        digest = hashlib.sha256(data).hexdigest()
-        if digest in digests:
-            report.duplicate_files.append({"file": str(f), "same_as": str(digests[digest])})
-            report._warn(f"{f}: same content as {digests[digest]}; counted once")
+        if dedup.is_duplicate(f, data):
             continue
-        digests[digest] = f
         used.append(f)
         report.files_read += 1
-        if not data.strip():
+        if not data or data.isspace():
             continue
-        report.lines += _count_lines(data)
         t = _fast_table(data)
         if t is None:
             report.files_slow_path += 1
-            t = _slow_table(data, f, report)
+            t = _slow_table(data, f, report)  # counts its own lines
+        else:
+            report.lines += t.num_rows  # pyarrow skips blank lines, as the slow path does
         tables.append(_normalise(t, f, report))
     if report.bad:
         report._warn(f"skipped {report.bad} bad line(s): {dict(sorted(report.bad_lines.items()))}")

@@ -38,9 +38,7 @@ class SynthSpec:
     sessions_per_day: float = 2.0
     mean_tracks: float = 8.0
     n_tracks: int = 5000
-    experiments: Mapping[str, Sequence[str]] = field(
-        default_factory=lambda: {"EXP": ("C", "T1")}
-    )
+    experiments: Mapping[str, Sequence[str]] = field(default_factory=lambda: {"EXP": ("C", "T1")})
     effects: Mapping[str, float] = field(default_factory=dict)
     time_effects: Mapping[str, float] = field(default_factory=dict)
     unfinished_users: float = 0.05
