@@ -1,0 +1,289 @@
+"""The course-faithful user model (issue 2 section 2) plus off-by-default extensions.
+
+Rules (all pinned by sim/tests/test_model*.py):
+- session start: user uniform (unless given); one interest uniform; the taste is
+  that track's embedding; the first track is uniform among the
+  `interest_neighbours` tracks nearest to the taste by inner product and counts
+  as fully listened (time 1.0); it is not a step and earns no reward;
+- listening to r: time 0 if r was already played in the session, else
+  round(sigmoid((<e_r, taste> - consume_bias) * consume_sharpness) * gamma^k, 2)
+  with k the earlier plays of r's artist in the session (the first track counts);
+  a repeat earns 0 and is not counted as another play of the artist;
+- budget starts at session_budget and drops by 1 with probability 1 - time after
+  each step; the session ends when it reaches 0; reward = time.
+Rounding is round-half-even of 100*x (Python's round == numpy's rint), identical
+in this scalar path and in the batched engine.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from sim.world import World
+
+# Above this many (distinct interest tracks x catalog) products the full
+# interest nearest-neighbour table is not precomputed; neighbours are computed
+# per interest track on first use and memoised instead (million-track worlds).
+EAGER_NN_LIMIT = 4e10
+
+
+@dataclass
+class UserModelParams:
+    """User-model parameters; the YAML `user_model:` section maps onto the fields by name.
+
+    Defaults are the course's. The extensions (returning users, daily hype,
+    taste drift) are off unless switched on.
+    """
+
+    session_budget: int = 5
+    interest_neighbours: int = 10
+    artist_discount_gamma: float = 0.8
+    max_session_steps: int = 1000        # safety cap (gymnasium truncation); course has none
+    # --- returning users / churn / DAU (sim.days.DayProcess)
+    returning_users: bool = False
+    sessions_per_visit: float = 2.0      # mean sessions of a user on a day they come
+    return_min: float = 0.15             # P(come back tomorrow) after a very bad day
+    return_max: float = 0.9              # ... after a very good day
+    satisfaction_mid: float = 2.0        # mean session reward where P(return) is halfway
+    satisfaction_scale: float = 0.75     # softness of that curve
+    churn_below: float = 0.5             # a day with mean reward below this ...
+    churn_prob: float = 0.3              # ... makes the user leave for good with this prob.
+    # --- daily hype: each day a few trending tracks get more appealing
+    daily_hype: bool = False
+    hype_tracks: int = 50
+    hype_boost: float = 0.25             # added to <e_r, taste> for hyped tracks
+    # --- taste drift within a session toward enjoyed tracks
+    taste_drift: bool = False
+    drift_rate: float = 0.3              # taste += drift_rate * time * (e_r - taste), renormalised
+
+    def __post_init__(self) -> None:
+        if int(self.session_budget) < 1:
+            raise ValueError("user_model.session_budget must be >= 1")
+        if int(self.interest_neighbours) < 1:
+            raise ValueError("user_model.interest_neighbours must be >= 1")
+        if not 0.0 <= float(self.artist_discount_gamma) <= 1.0:
+            raise ValueError("user_model.artist_discount_gamma must be in [0, 1]")
+        if int(self.max_session_steps) < 1:
+            raise ValueError("user_model.max_session_steps must be >= 1")
+        if not 0.0 <= self.return_min <= self.return_max <= 1.0:
+            raise ValueError("user_model.return_min/return_max must satisfy 0 <= min <= max <= 1")
+        if self.sessions_per_visit < 1.0:
+            raise ValueError("user_model.sessions_per_visit must be >= 1")
+        if self.satisfaction_scale <= 0:
+            raise ValueError("user_model.satisfaction_scale must be > 0")
+        if not 0.0 <= self.churn_prob <= 1.0:
+            raise ValueError("user_model.churn_prob must be in [0, 1]")
+        if int(self.hype_tracks) < 0:
+            raise ValueError("user_model.hype_tracks must be >= 0")
+        if not 0.0 <= self.drift_rate <= 1.0:
+            raise ValueError("user_model.drift_rate must be in [0, 1]")
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> UserModelParams:
+        """Build from a YAML mapping; unknown keys are an error naming the key."""
+        data = dict(data or {})
+        known = {f.name: f for f in fields(cls)}
+        for key in data:
+            if key not in known:
+                raise ValueError(f"user_model.{key}: unknown parameter "
+                                 f"(known: {', '.join(sorted(known))})")
+        out = {}
+        for key, value in data.items():
+            typ = known[key].type
+            try:
+                if typ in ("int", int):
+                    if isinstance(value, bool) or float(value) != int(value):
+                        raise ValueError
+                    out[key] = int(value)
+                elif typ in ("float", float):
+                    if isinstance(value, bool):
+                        raise ValueError
+                    out[key] = float(value)
+                elif typ in ("bool", bool):
+                    if not isinstance(value, bool):
+                        raise ValueError
+                    out[key] = value
+                else:
+                    out[key] = value
+            except (TypeError, ValueError):
+                raise ValueError(f"user_model.{key}: expected {typ}, got {value!r}") from None
+        return cls(**out)
+
+
+def round_time(x: float) -> float:
+    """Course rounding to 2 decimals (half-even on 100*x, same as numpy.rint)."""
+    return round(x * 100.0) / 100.0
+
+
+class UserModel:
+    """Starts sessions for a world; holds day-level state (hype)."""
+
+    def __init__(self, world: World, params: UserModelParams | None = None) -> None:
+        self.world = world
+        self.params = params or UserModelParams()
+        p = self.params
+        self.emb = world.embeddings
+        self.track_artist = world.track_artist
+        self.n_tracks = world.n_tracks
+        self.n_users = world.n_users
+        self._budget = self._override("session_budget", p.session_budget).astype(np.int64)
+        self._gamma = self._override("artist_discount_gamma", p.artist_discount_gamma)
+        self._k = self._override("interest_neighbours", p.interest_neighbours).astype(np.int64)
+        self._bias = world.consume_bias
+        self._sharp = world.consume_sharpness
+        self.boost: np.ndarray | None = None   # (N,) float32 appeal boost of hyped tracks
+        self.hype: np.ndarray = np.zeros(0, dtype=np.int32)
+        self.day = 0
+        k_max = int(self._k.max()) if self.n_users else p.interest_neighbours
+        n_distinct = len(np.unique(world.interests))
+        self._k_max = k_max
+        self.eager = n_distinct * self.n_tracks <= EAGER_NN_LIMIT
+        self._lazy: dict[int, np.ndarray] = {}
+        if self.eager:
+            self._nn_row, self._nn_table = world.interest_neighbours(k_max)
+        else:
+            self._nn_row = self._nn_table = None
+
+    def _override(self, key: str, default: float) -> np.ndarray:
+        vals = self.world.overrides.get(key)
+        if vals is None:
+            return np.full(self.world.n_users, float(default))
+        return np.where(np.isnan(vals), float(default), vals)
+
+    # ----------------------------------------------------------- day state
+    def begin_day(self, day: int, rng: np.random.Generator) -> None:
+        """Start day `day`: with daily_hype on, draw that day's trending tracks."""
+        self.day = int(day)
+        p = self.params
+        if not p.daily_hype or p.hype_tracks == 0:
+            self.boost = None
+            self.hype = np.zeros(0, dtype=np.int32)
+            return
+        pop = self.world.track_popularity.astype(np.float64) + 1.0
+        m = min(int(p.hype_tracks), self.n_tracks)
+        self.hype = np.sort(rng.choice(self.n_tracks, size=m, replace=False, p=pop / pop.sum())
+                            ).astype(np.int32)
+        boost = np.zeros(self.n_tracks, dtype=np.float32)
+        boost[self.hype] = p.hype_boost
+        self.boost = boost
+
+    # -------------------------------------------------------- neighbours
+    def first_candidates(self, interest_track: int, user: int | None = None) -> np.ndarray:
+        """The k tracks nearest to an interest track (k = the user's interest_neighbours)."""
+        k = self._k_max if user is None else int(self._k[user])
+        if self.eager:
+            return self._nn_table[self._nn_row[interest_track], :k]
+        got = self._lazy.get(interest_track)
+        if got is None:
+            got = self.world.nearest(self.emb[interest_track], self._k_max)[0]
+            self._lazy[interest_track] = got
+        return got[:k]
+
+    def first_candidates_batch(self, interest_tracks: np.ndarray) -> np.ndarray:
+        """(B, k_max) neighbour rows for many interest tracks at once."""
+        if self.eager:
+            return self._nn_table[self._nn_row[interest_tracks]]
+        missing = [t for t in np.unique(interest_tracks).tolist() if t not in self._lazy]
+        if missing:
+            rows = self.world.nearest(self.emb[missing], self._k_max)
+            for t, r in zip(missing, rows, strict=True):
+                self._lazy[t] = r
+        return np.stack([self._lazy[t] for t in interest_tracks.tolist()])
+
+    # ----------------------------------------------------------- sessions
+    def start_session(self, rng: np.random.Generator, user: int | None = None) -> Session:
+        """Start a session (user uniform unless given) using `rng` for every draw."""
+        if user is None:
+            user = int(rng.integers(self.n_users))
+        elif not 0 <= int(user) < self.n_users:
+            raise ValueError(f"user {user} outside 0..{self.n_users - 1}")
+        user = int(user)
+        w = self.world
+        lo, hi = int(w.interest_offsets[user]), int(w.interest_offsets[user + 1])
+        interest = int(w.interests[lo + int(rng.integers(hi - lo))])
+        cand = self.first_candidates(interest, user)
+        first = int(cand[int(rng.integers(len(cand)))])
+        return Session(self, user, interest, first, rng)
+
+    def taste_of(self, interest: int) -> np.ndarray:
+        return self.emb[interest]
+
+
+class Session:
+    """One listening session. `listen(track)` applies the rules and returns the time."""
+
+    __slots__ = ("model", "user", "interest", "taste", "first_track", "last_track", "last_time",
+                 "steps", "reward", "done", "truncated", "budget", "played", "artist_plays",
+                 "rng", "_bias", "_sharp", "_gamma", "_drift")
+
+    def __init__(self, model: UserModel, user: int, interest: int, first_track: int,
+                 rng: np.random.Generator) -> None:
+        self.model = model
+        self.user = user
+        self.interest = interest
+        p = model.params
+        self._drift = p.drift_rate if p.taste_drift else 0.0
+        taste = model.emb[interest]
+        self.taste = taste.astype(np.float32, copy=True) if self._drift else taste
+        self.first_track = first_track
+        self.last_track = first_track
+        self.last_time = 1.0
+        self.steps = 0
+        self.reward = 0.0
+        self.done = False
+        self.truncated = False
+        self.budget = int(model._budget[user])
+        self.played: set[int] = {first_track}
+        self.artist_plays: dict[int, int] = {int(model.track_artist[first_track]): 1}
+        self.rng = rng
+        self._bias = float(model._bias[user])
+        self._sharp = float(model._sharp[user])
+        self._gamma = float(model._gamma[user])
+
+    def appeal(self, track: int) -> float:
+        """sigmoid((<e_r, taste> + hype - bias) * sharpness), before discount and rounding."""
+        m = self.model
+        x = float(m.emb[track] @ self.taste)
+        if m.boost is not None:
+            x += float(m.boost[track])
+        z = (x - self._bias) * self._sharp
+        if z >= 0:
+            return 1.0 / (1.0 + math.exp(-z))
+        e = math.exp(z)
+        return e / (1.0 + e)
+
+    def listen(self, track: int) -> float:
+        """Play `track`; returns the listen time and updates budget/done."""
+        if self.done:
+            raise RuntimeError("session is over")
+        track = int(track)
+        m = self.model
+        if not 0 <= track < m.n_tracks:
+            raise ValueError(f"track {track} outside 0..{m.n_tracks - 1}")
+        if track in self.played:
+            t = 0.0
+        else:
+            artist = int(m.track_artist[track])
+            k = self.artist_plays.get(artist, 0)
+            t = round_time(self.appeal(track) * self._gamma ** k)
+            self.played.add(track)
+            self.artist_plays[artist] = k + 1
+            if self._drift and t > 0.0:
+                a = self._drift * t
+                v = (1.0 - a) * self.taste + a * m.emb[track]
+                self.taste = (v / np.linalg.norm(v)).astype(np.float32)
+        if self.rng.random() >= t:
+            self.budget -= 1
+        self.steps += 1
+        self.reward += t
+        self.last_track = track
+        self.last_time = t
+        if self.budget <= 0:
+            self.done = True
+        elif self.steps >= m.params.max_session_steps:
+            self.done = True
+            self.truncated = True
+        return t

@@ -1,0 +1,100 @@
+"""World generator: determinism, layout, structure, loading errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sim.world import World, WorldError, generate, main
+
+SMALL = {"seed": 7, "n_tracks": 2000, "n_users": 300}
+
+
+def _digest(d: Path) -> dict[str, str]:
+    files = ["world.json", "catalog.jsonl", "hidden/tracks.jsonl", "hidden/embeddings.npy",
+             "hidden/users.jsonl", "hidden/artists.jsonl"]
+    return {f: hashlib.sha256((d / f).read_bytes()).hexdigest() for f in files}
+
+
+@pytest.fixture(scope="module")
+def world_dir(tmp_path_factory) -> Path:
+    return generate(out=tmp_path_factory.mktemp("w") / "world", **SMALL)
+
+
+def test_same_args_give_byte_identical_files(world_dir, tmp_path):
+    again = generate(out=tmp_path / "again", **SMALL)
+    assert _digest(world_dir) == _digest(again)
+    other = generate(out=tmp_path / "other", seed=8, n_tracks=2000, n_users=300)
+    assert _digest(other)["hidden/embeddings.npy"] != _digest(world_dir)["hidden/embeddings.npy"]
+
+
+def test_layout_and_public_catalog_hides_everything(world_dir):
+    lines = (world_dir / "catalog.jsonl").read_text().splitlines()
+    assert len(lines) == 2000
+    for i, line in enumerate(lines):
+        rec = json.loads(line)
+        assert rec["track"] == i
+        assert set(rec) == {"track", "artist", "title", "genres", "year", "mood"}
+        assert rec["genres"] and rec["title"] and rec["artist"]
+    meta = json.loads((world_dir / "world.json").read_text())
+    assert meta["n_tracks"] == 2000 and meta["n_users"] == 300
+    assert set(meta["sha256"]) >= {"catalog.jsonl", "hidden/embeddings.npy"}
+    user = json.loads((world_dir / "hidden/users.jsonl").read_text().splitlines()[0])
+    assert {"user", "interests", "consume_bias", "consume_sharpness"} <= set(user)
+
+
+def test_load_roundtrip_and_structure(world_dir):
+    w = World.load(world_dir, verify=True)
+    assert w.n_tracks == 2000 and w.n_users == 300
+    assert w.embeddings.dtype == np.float32
+    assert np.allclose(np.linalg.norm(w.embeddings, axis=1), 1.0, atol=1e-5)
+    assert w.track_artist.dtype == np.int32
+    assert isinstance(w.track_title(0), str) and isinstance(w.track_artist_name(0), str)
+    # one artist's tracks are closer to each other than random pairs
+    e, a = w.embeddings, w.track_artist
+    same = [(i, j) for i in range(300) for j in range(i + 1, 2000) if a[i] == a[j]][:500]
+    s_same = np.mean([e[i] @ e[j] for i, j in same])
+    rng = np.random.default_rng(0)
+    i, j = rng.integers(0, 2000, 2000), rng.integers(0, 2000, 2000)
+    s_rand = float(np.mean(np.sum(e[i] * e[j], axis=1)))
+    assert s_same > s_rand + 0.4
+    # names are mostly unique
+    assert len(set(w.artist_names)) / w.n_artists > 0.98
+    assert len(set(w.titles)) / w.n_tracks > 0.7
+
+
+def test_load_errors_name_the_file(world_dir, tmp_path):
+    import shutil
+    broken = tmp_path / "broken"
+    shutil.copytree(world_dir, broken)
+    (broken / "hidden" / "users.jsonl").unlink()
+    with pytest.raises(WorldError, match="users.jsonl"):
+        World.load(broken)
+    shutil.copy(world_dir / "hidden" / "users.jsonl", broken / "hidden" / "users.jsonl")
+    (broken / "hidden" / "embeddings.npy").write_bytes(b"not numpy")
+    with pytest.raises(WorldError, match="embeddings.npy"):
+        World.load(broken)
+    with pytest.raises(WorldError, match="not found"):
+        World.load(tmp_path / "nowhere")
+
+
+def test_interest_neighbours_are_exact(world_dir):
+    w = World.load(world_dir)
+    row, table = w.interest_neighbours(10)
+    tracks = np.unique(w.interests)
+    scores = w.embeddings[tracks] @ w.embeddings.T
+    ref = np.argsort(-scores, axis=1, kind="stable")[:, :10]
+    assert np.array_equal(table[row[tracks]], ref)
+
+
+def test_cli_generate_and_help(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    assert "--seed" in capsys.readouterr().out
+    assert main(["generate", "--seed", "3", "--tracks", "500", "--users", "50",
+                 "--out", str(tmp_path / "cli")]) == 0
+    assert main(["info", str(tmp_path / "cli")]) == 0
+    assert main(["info", str(tmp_path / "missing")]) == 2
