@@ -1,0 +1,205 @@
+"""Flask-RESTful resources: the COMPAT endpoints plus health, metrics, OpenAPI.
+
+Answers are built with orjson into plain `Response` objects (no
+representation round trip); every error, including Flask's own 404/405,
+leaves as {"error": ..., "message": ...} through `BotifyApi.handle_error`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+from flask import Flask, Response, g, request
+from flask_restful import Api, Resource
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+
+from botify.app import RedisUnavailable, Service
+from botify.errors import ApiError, error_response
+from botify.validation import parse_listen, parse_track_id, parse_user
+
+log = logging.getLogger("botify.api")
+
+JSON = "application/json"
+
+
+def _json(obj: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(obj), status=status, mimetype=JSON)
+
+
+def _service() -> Service:
+    from flask import current_app
+
+    return current_app.extensions["botify"]
+
+
+class Root(Resource):
+    def get(self) -> Response:
+        return _json({"status": "alive", "message": "botify recommender service"})
+
+
+class Track(Resource):
+    def get(self, track: str) -> Response:
+        service = _service()
+        track_id = parse_track_id(track)
+        if track_id not in service.catalog:
+            raise ApiError(404, "track_not_found", f"no track {track_id} in the catalog")
+        try:
+            raw = service.track_json(track_id)
+        except RedisUnavailable:
+            raise ApiError(503, "unavailable", "track metadata store (Redis) is unreachable") from None
+        if raw is None:
+            raise ApiError(503, "unavailable", "catalog not (yet) loaded in Redis")
+        return Response(raw, status=200, mimetype=JSON)
+
+
+class Next(Resource):
+    def post(self, user: str) -> Response:
+        service = _service()
+        uid = parse_user(user)
+        track, time_ = parse_listen(request.get_data(cache=False), service.catalog.size)
+        rec, _event = service.next(uid, track, time_, g.botify_t0)
+        return Response(b'{"user":%d,"track":%d}' % (uid, rec), status=200, mimetype=JSON)
+
+
+class Last(Resource):
+    def post(self, user: str) -> Response:
+        service = _service()
+        uid = parse_user(user)
+        track, time_ = parse_listen(request.get_data(cache=False), service.catalog.size)
+        service.last(uid, track, time_, g.botify_t0)
+        return Response(b'{"user":%d}' % uid, status=200, mimetype=JSON)
+
+
+class Health(Resource):
+    def get(self) -> Response:
+        ready, body = _service().health()
+        return _json(body, 200 if ready else 503)
+
+
+class Live(Resource):
+    def get(self) -> Response:
+        return _json({"status": "alive"})
+
+
+class Metrics(Resource):
+    def get(self) -> Response:
+        return Response(_service().metrics.render(), status=200, mimetype="text/plain; version=0.0.4")
+
+
+class Experiments(Resource):
+    def get(self) -> Response:
+        exps = _service().experiments.get()
+        return _json({"experiments": exps.describe(), "default": exps.default})
+
+
+class Assignment(Resource):
+    def get(self, user: str) -> Response:
+        uid = parse_user(user)
+        arms, serving, _e, _a = _service().experiments.get().assign(uid)
+        return _json({"user": uid, "experiments": arms, "recommender": serving})
+
+
+class OpenApi(Resource):
+    def get(self) -> Response:
+        from botify.openapi import openapi_bytes
+
+        return Response(openapi_bytes(), status=200, mimetype=JSON)
+
+
+class BotifyApi(Api):
+    """Flask-RESTful Api whose errors all take botify's JSON shape."""
+
+    def error_router(self, original_handler: Any, e: Exception) -> Response:
+        return self.handle_error(e)
+
+    def handle_error(self, e: Exception) -> Response:
+        headers: dict[str, str] = {}
+        if isinstance(e, ApiError):
+            status, error, message = e.status, e.error, e.message
+        elif isinstance(e, NotFound):
+            status, error, message = 404, "not_found", f"no route {request.path}"
+        elif isinstance(e, MethodNotAllowed):
+            allowed = sorted(m for m in (e.valid_methods or []) if m != "OPTIONS")
+            status, error = 405, "method_not_allowed"
+            message = f"{request.method} not allowed on {request.path}; allowed: {', '.join(allowed)}"
+            headers["Allow"] = ", ".join(allowed)
+        elif isinstance(e, RequestEntityTooLarge):
+            status, error, message = 413, "payload_too_large", "body too large"
+        elif isinstance(e, HTTPException) and e.code is not None and e.code < 500:
+            status, error, message = e.code, "bad_request", e.description or e.name
+        else:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            status, error, message = 500, "internal_error", "internal error (logged)"
+        if 400 <= status < 500:
+            _log_rejected(status, error, message)
+        return error_response(status, error, message, headers)
+
+
+def _log_rejected(status: int, error: str, message: str) -> None:
+    service: Service = _service()
+    service.metrics.inc("botify_rejected_requests_total", (error,))
+    t0 = getattr(g, "botify_t0", None)
+    body = request.get_data(cache=True)[:512]
+    service.eventlog.rejected(
+        {
+            "message": "rejected",
+            "timestamp": int(time.time() * 1000),
+            "method": request.method,
+            "path": request.path[:256],
+            "status": status,
+            "error": error,
+            "detail": message[:512],
+            "body": body.decode("utf-8", "replace"),
+            "latency": (time.perf_counter() - t0) if t0 is not None else None,
+        }
+    )
+
+
+ENDPOINT_LABELS = {
+    "root": "/",
+    "track": "/track",
+    "next": "/next",
+    "last": "/last",
+    "health": "/health",
+    "live": "/health/live",
+    "metrics": "/metrics",
+    "experiments": "/experiments",
+    "assignment": "/experiments/user",
+    "openapi": "/openapi.json",
+}
+
+
+def register_api(app: Flask, service: Service) -> BotifyApi:
+    """Mount the resources and the request timing hooks on `app`."""
+    api = BotifyApi(app, catch_all_404s=True)
+    api.add_resource(Root, "/", endpoint="root")
+    api.add_resource(Track, "/track/<track>", endpoint="track")
+    api.add_resource(Next, "/next/<user>", endpoint="next")
+    api.add_resource(Last, "/last/<user>", endpoint="last")
+    api.add_resource(Health, "/health", endpoint="health")
+    api.add_resource(Live, "/health/live", endpoint="live")
+    api.add_resource(Metrics, "/metrics", endpoint="metrics")
+    api.add_resource(Experiments, "/experiments", endpoint="experiments")
+    api.add_resource(Assignment, "/experiments/<user>", endpoint="assignment")
+    api.add_resource(OpenApi, "/openapi.json", endpoint="openapi")
+
+    perf = time.perf_counter
+    metrics = service.metrics
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.botify_t0 = perf()
+
+    @app.after_request
+    def _count(resp: Response) -> Response:
+        t0 = getattr(g, "botify_t0", None)
+        endpoint = ENDPOINT_LABELS.get(request.endpoint or "", "unmatched")
+        metrics.inc("botify_http_requests_total", (endpoint, request.method, str(resp.status_code)))
+        if t0 is not None:
+            metrics.observe("botify_http_request_duration_seconds", (endpoint,), perf() - t0)
+        return resp
+
+    return api

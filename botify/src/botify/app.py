@@ -1,0 +1,416 @@
+"""The Flask app factory and the service core behind the resources.
+
+`create_app(settings)` builds one `Service` per process: the in-process
+catalog, a Redis client with short timeouts, the live experiments, the table
+version cache, the event log and the metrics. The resources in botify.api
+only parse, call the service and shape answers.
+
+The /next hot path: validate (no I/O), assign arms (mmh3, no I/O), one Redis
+pipeline that records the listen and reads the user's recent listens and
+session (and, at most once a second, the live table versions), then at most
+one more round trip for table rows, then an enqueue to the log writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import redis as redis_lib
+from flask import Flask
+
+from botify import store
+from botify.catalog import Catalog
+from botify.config import Settings
+from botify.eventlog import EventLog, install_signal_handlers
+from botify.experiments import ExperimentSet, ExperimentsHolder
+from botify.metrics import Metrics
+from botify.recommenders import (
+    Fallback,
+    RequestRng,
+    RequestState,
+    Services,
+    TableReader,
+    random_track,
+)
+from botify.recommenders.base import set_state
+
+log = logging.getLogger("botify")
+
+REDIS_ERRORS = (redis_lib.ConnectionError, redis_lib.TimeoutError, OSError)
+
+
+class Tables(TableReader):
+    """Live table versions (refreshed from Redis at most once per interval) and row reads."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.versions: dict[str, str | None] = {}
+        self.keys = store.Keys(service.settings.namespace)
+
+    def version(self, name: str) -> str | None:
+        return self.versions.get(name)
+
+    def _data_key(self, name: str) -> str:
+        return self.keys.table_data(name, self.versions[name] or "")
+
+    def get(self, name: str, key: int | bytes) -> np.ndarray | None:
+        raw = self.service.redis_call("table", self.service.redis.hget, self._data_key(name), key)
+        return store.unpack_ids(raw) if raw else None
+
+    def get_many(self, name: str, keys: Sequence[int]) -> list[np.ndarray | None]:
+        if not keys:
+            return []
+        raws = self.service.redis_call("table", self.service.redis.hmget, self._data_key(name), list(keys))
+        return [store.unpack_ids(r) if r else None for r in raws]
+
+
+class RedisUnavailable(Exception):  # noqa: N818 - a state, raised to switch to the fallback path
+    pass
+
+
+class Service:
+    """Everything one worker process needs to answer requests."""
+
+    def __init__(self, settings: Settings, catalog: Catalog | None = None) -> None:
+        self.settings = settings
+        self.namespace = settings.namespace
+        self.keys = store.Keys(settings.namespace)
+        self.started = time.time()
+        self.catalog = catalog if catalog is not None else Catalog.from_file(settings.catalog)
+        if settings.redis_url is None:
+            raise ValueError(
+                "no redis_url: set BOTIFY_REDIS_URL, or run `python -m botify serve` to start an embedded Redis"
+            )
+        self.redis = store.connect(settings.redis_url, settings.redis_timeout)
+        self.metrics = Metrics(settings.metrics_path)
+        self.eventlog = EventLog(settings.log_dir, settings.log_max_bytes, settings.log_rejected)
+        self.tables = Tables(self)
+        self.services = Services(catalog=self.catalog, tables=self.tables, seed=settings.seed)
+        self.experiments = ExperimentsHolder(
+            settings.experiments_file,
+            self.services,
+            settings.default_recommender,
+            settings.reload_interval,
+            on_reload=lambda what, outcome: self.metrics.inc("botify_reloads_total", (what, outcome)),
+        )
+        self._down_until = 0.0
+        self.redis_error: str | None = None
+        self._next_refresh = 0.0
+        self._refresh_lock = threading.Lock()
+        self.redis_catalog_version: str | None = None
+        self._catalog_loading = threading.Lock()
+        try:
+            store.load_catalog(
+                self.redis, settings.catalog, self.namespace, catalog=self.catalog,
+                timeout=settings.catalog_load_timeout,
+            )
+            self.redis_catalog_version = self.catalog.digest
+            self.refresh_tables()
+        except REDIS_ERRORS as exc:
+            self._mark_down(exc, "startup")
+            log.warning("Redis unreachable at start (%s): serving fallbacks until it is back", exc)
+
+    # ------------------------------------------------------------ redis guard
+
+    def _mark_down(self, exc: BaseException, operation: str) -> None:
+        self.metrics.inc("botify_redis_errors_total", (operation,))
+        if self.redis_error is None:
+            log.warning("Redis unavailable (%s: %s): falling back to the in-process catalog", operation, exc)
+        self.redis_error = f"{type(exc).__name__}: {exc}"
+        self._down_until = time.monotonic() + self.settings.redis_retry_interval
+
+    def _mark_up(self) -> None:
+        if self.redis_error is not None:
+            log.warning("Redis is back")
+            self.redis_error = None
+
+    def redis_available(self) -> bool:
+        """False while in the back-off window after a failure (no request waits on a dead Redis)."""
+        return time.monotonic() >= self._down_until
+
+    def redis_call(self, operation: str, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except REDIS_ERRORS as exc:
+            self._mark_down(exc, operation)
+            raise RedisUnavailable(str(exc)) from exc
+
+    # ------------------------------------------------------------ refresh
+
+    def _refresh_due(self) -> bool:
+        return time.monotonic() >= self._next_refresh
+
+    def _table_names(self, exps: ExperimentSet) -> list[str]:
+        return sorted(exps.table_names())
+
+    def refresh_tables(self) -> None:
+        """Read the live versions of the tables in use (and the catalog pointer) now."""
+        exps = self.experiments.current
+        names = self._table_names(exps)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self.keys.catalog_current())
+        for n in names:
+            pipe.get(self.keys.table_current(n))
+        res = pipe.execute()
+        self._apply_refresh(names, res)
+
+    def _apply_refresh(self, names: list[str], res: list[Any]) -> None:
+        self._next_refresh = time.monotonic() + self.settings.reload_interval
+        cat = res[0].decode() if res[0] else None
+        self.redis_catalog_version = cat
+        if cat != self.catalog.digest:
+            self._reload_catalog_async()
+        new = {n: (v.decode() if v else None) for n, v in zip(names, res[1:], strict=True)}
+        for n, v in new.items():
+            if n in self.tables.versions and self.tables.versions[n] != v:
+                log.info("table %s: now serving version %s", n, v)
+                self.metrics.inc("botify_reloads_total", (f"table:{n}", "ok"))
+        self.tables.versions = new
+
+    def _reload_catalog_async(self) -> None:
+        """Redis lost the catalog (restart without persistence) or holds another: reload it."""
+        if not self._catalog_loading.acquire(blocking=False):
+            return
+
+        def run() -> None:
+            try:
+                store.load_catalog(
+                    self.redis, self.settings.catalog, self.namespace, catalog=self.catalog,
+                    timeout=self.settings.catalog_load_timeout,
+                )
+                self.redis_catalog_version = self.catalog.digest
+            except Exception as exc:
+                log.warning("catalog reload into Redis failed: %s", exc)
+            finally:
+                self._catalog_loading.release()
+
+        threading.Thread(target=run, name="botify-catalog-load", daemon=True).start()
+
+    # ------------------------------------------------------------ requests
+
+    def _fetch_state(
+        self, user: int, track: int, time_: float, exps: ExperimentSet
+    ) -> tuple[set[int], list[tuple[int, float]]]:
+        """Round trip 1: record the listen, read recent listens and the session's played set."""
+        s = self.settings
+        rk, sk = self.keys.recent(user), self.keys.session(user)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.lpush(rk, f"{track}:{time_!r}")
+        pipe.ltrim(rk, 0, s.recent_listens - 1)
+        pipe.expire(rk, s.recent_ttl)
+        pipe.sadd(sk, track)
+        pipe.expire(sk, s.session_ttl)
+        pipe.lrange(rk, 0, -1)
+        pipe.smembers(sk)
+        refresh = self._refresh_due() and self._refresh_lock.acquire(blocking=False)
+        names: list[str] = []
+        try:
+            if refresh:
+                names = self._table_names(exps)
+                pipe.get(self.keys.catalog_current())
+                for n in names:
+                    pipe.get(self.keys.table_current(n))
+            res = self.redis_call("state", pipe.execute)
+            if refresh:
+                self._apply_refresh(names, res[7:])
+        finally:
+            if refresh:
+                self._refresh_lock.release()
+        recent: list[tuple[int, float]] = []
+        for item in res[5]:
+            t, _, f = item.partition(b":")
+            recent.append((int(t), float(f)))
+        played = {int(x) for x in res[6]}
+        return played, recent
+
+    def next(self, user: int, track: int, time_: float, t0: float) -> tuple[int, dict[str, Any]]:
+        """Answer /next: (recommended track, the event to log)."""
+        exps = self.experiments.get()
+        arms, serving, exp_name, arm = exps.assign(user)
+        fallback: str | None = None
+        answered = serving
+        rec: int | None = None
+        played: set[int] = {track}
+        if self.redis_available():
+            try:
+                played, recent = self._fetch_state(user, track, time_, exps)
+                self._mark_up()
+                state = RequestState(user, track, time_, played, recent, RequestRng(self.settings.seed, user, track, len(played)))
+                set_state(state)
+                try:
+                    rec, answered, fallback = self._run_chain(exps, serving, user, track, time_)
+                finally:
+                    set_state(None)
+            except RedisUnavailable:
+                rec = None
+        if rec is None:
+            fallback = "redis_unavailable"
+            answered = "random"
+            rng = RequestRng(self.settings.seed, user, track, 0)
+            rec = random_track(self.catalog.size, rng, played, track)
+        latency = time.perf_counter() - t0
+        m = self.metrics
+        m.inc("botify_recommendations_total", (answered, exp_name or "", arm or ""))
+        m.observe("botify_recommendation_duration_seconds", (answered, exp_name or "", arm or ""), latency)
+        if fallback is not None:
+            m.inc("botify_fallbacks_total", (serving, fallback))
+        event = {
+            "message": "next",
+            "timestamp": int(time.time() * 1000),
+            "user": user,
+            "track": track,
+            "time": time_,
+            "latency": latency,
+            "recommendation": rec,
+            "experiments": arms,
+            "recommender": answered,
+            "fallback": fallback,
+        }
+        self.eventlog.event(event)
+        return rec, event
+
+    def _run_chain(
+        self, exps: ExperimentSet, serving: str, user: int, track: int, time_: float
+    ) -> tuple[int, str, str | None]:
+        """Ask the serving recommender, then its fallbacks; (track, who answered, first reason)."""
+        instances = exps.instances
+        tried: set[str] = set()
+        queue = [serving]
+        reason: str | None = None
+        while queue:
+            name = queue.pop(0)
+            if name in tried:
+                continue
+            tried.add(name)
+            inst = instances[name]
+            try:
+                rec = inst.recommend_next(user, track, time_)
+            except Fallback as fb:
+                reason = reason or fb.reason
+                queue.extend(inst.fallback_chain)
+                continue
+            rec = int(rec)
+            if not 0 <= rec < self.catalog.size:
+                log.error("recommender %s returned %r, not a catalog track", name, rec)
+                reason = reason or "invalid_answer"
+                queue.extend(inst.fallback_chain)
+                continue
+            return rec, name, reason
+        # every chain exhausted: the in-process random always answers
+        state_rng = RequestRng(self.settings.seed, user, track, -1)
+        from botify.recommenders.base import current_state
+
+        return random_track(self.catalog.size, state_rng, current_state().played, track), "random", reason or "exhausted"
+
+    def last(self, user: int, track: int, time_: float, t0: float) -> dict[str, Any]:
+        """Answer /last: record the final listen, end the session, log."""
+        exps = self.experiments.get()
+        arms, serving, _exp, _arm = exps.assign(user)
+        fallback: str | None = None
+        if self.redis_available():
+            rk = self.keys.recent(user)
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.lpush(rk, f"{track}:{time_!r}")
+            pipe.ltrim(rk, 0, self.settings.recent_listens - 1)
+            pipe.expire(rk, self.settings.recent_ttl)
+            pipe.delete(self.keys.session(user))
+            try:
+                self.redis_call("state", pipe.execute)
+                self._mark_up()
+            except RedisUnavailable:
+                fallback = "redis_unavailable"
+        else:
+            fallback = "redis_unavailable"
+        event = {
+            "message": "last",
+            "timestamp": int(time.time() * 1000),
+            "user": user,
+            "track": track,
+            "time": time_,
+            "latency": time.perf_counter() - t0,
+            "recommendation": None,
+            "experiments": arms,
+            "recommender": None,
+            "fallback": fallback,
+        }
+        self.eventlog.event(event)
+        return event
+
+    def track_json(self, track: int) -> bytes | None:
+        """Raw JSON of a track from Redis; RedisUnavailable when Redis is down."""
+        if not self.redis_available():
+            raise RedisUnavailable(self.redis_error or "redis unavailable")
+        raw = self.redis_call("track", store.get_track, self.redis, self.namespace, self.catalog.digest, track)
+        self._mark_up()
+        return raw
+
+    # ------------------------------------------------------------ health
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Readiness: Redis answers PING and holds this catalog; details for operators."""
+        redis_state = "ok"
+        catalog_in_redis = False
+        try:
+            self.redis.ping()
+            catalog_in_redis = store.catalog_version(self.redis, self.namespace) == self.catalog.digest
+            self._mark_up()
+            self._down_until = 0.0
+        except REDIS_ERRORS as exc:
+            self._mark_down(exc, "health")
+            redis_state = f"unavailable: {type(exc).__name__}"
+        exps = self.experiments.current
+        ready = redis_state == "ok" and catalog_in_redis
+        body: dict[str, Any] = {
+            "status": "ok" if ready else "unavailable",
+            "redis": redis_state,
+            "catalog": {
+                "tracks": self.catalog.size,
+                "version": self.catalog.digest,
+                "in_redis": catalog_in_redis,
+            },
+            "tables": dict(self.tables.versions),
+            "experiments": [e.name for e in exps.experiments],
+            "experiments_error": self.experiments.last_error,
+            "pid": __import__("os").getpid(),
+            "uptime": round(time.time() - self.started, 3),
+        }
+        if not ready:
+            body["error"] = "unavailable"
+            body["message"] = (
+                f"Redis {redis_state}" if redis_state != "ok" else "catalog not (yet) loaded in Redis"
+            )
+        return ready, body
+
+
+def create_app(settings: Settings | None = None, *, catalog: Catalog | None = None) -> Flask:
+    """Build the WSGI app for one worker process (see module docstring)."""
+    from botify.api import register_api
+
+    settings = settings if settings is not None else Settings.load()
+    logging.basicConfig(level=getattr(logging, settings.log_level.upper(), logging.INFO))
+    service = Service(settings, catalog=catalog)
+    app = Flask("botify")
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    app.config["JSON_SORT_KEYS"] = False
+    app.extensions["botify"] = service
+    register_api(app, service)
+    install_signal_handlers()
+    log.info(
+        "botify app ready: %d tracks, experiments %s, redis %s, logs in %s",
+        service.catalog.size,
+        [e.name for e in service.experiments.current.experiments],
+        settings.redis_url,
+        Path(settings.log_dir),
+    )
+    return app
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj)

@@ -1,0 +1,94 @@
+"""The in-process copy of the public catalog.
+
+Every worker keeps the track ids and each track's artist in memory: request
+validation ("is this a known track?") and the Redis-down fallback must not
+depend on Redis, and the catalog of a run never changes while it serves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+
+class CatalogError(ValueError):
+    """The tracks file is not a valid COMPAT tracks file."""
+
+
+@dataclass
+class Catalog:
+    """Track ids 0..N-1, their artists, and the raw JSON of each track."""
+
+    artists: list[str]
+    raw: list[bytes]
+    digest: str
+    artist_tracks: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(self.artists)
+
+    def __len__(self) -> int:
+        return len(self.artists)
+
+    def __contains__(self, track: object) -> bool:
+        return type(track) is int and 0 <= track < len(self.artists)
+
+    def artist_of(self, track: int) -> str:
+        return self.artists[track]
+
+    def tracks_of_artist(self, artist: str) -> np.ndarray:
+        return self.artist_tracks.get(artist, _EMPTY)
+
+    @classmethod
+    def from_file(cls, path: Path) -> Catalog:
+        """Read and validate a COMPAT tracks file (JSON lines, ids 0..N-1)."""
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise CatalogError(f"cannot read catalog {path}: {exc.strerror}") from exc
+        return cls.from_bytes(data, source=str(path))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "<bytes>") -> Catalog:
+        by_id: dict[int, tuple[str, bytes]] = {}
+        for lineno, line in enumerate(data.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise CatalogError(f"{source}:{lineno}: not JSON ({exc})") from exc
+            if not isinstance(obj, dict):
+                raise CatalogError(f"{source}:{lineno}: expected a JSON object")
+            track = obj.get("track")
+            if type(track) is not int or track < 0:
+                raise CatalogError(f"{source}:{lineno}: 'track' must be a non-negative integer")
+            artist = obj.get("artist")
+            if not isinstance(artist, str):
+                raise CatalogError(f"{source}:{lineno}: 'artist' must be a string")
+            if not isinstance(obj.get("title"), str):
+                raise CatalogError(f"{source}:{lineno}: 'title' must be a string")
+            if track in by_id:
+                raise CatalogError(f"{source}:{lineno}: duplicate track id {track}")
+            by_id[track] = (artist, orjson.dumps(obj))
+        n = len(by_id)
+        if n == 0:
+            raise CatalogError(f"{source}: no tracks")
+        if max(by_id) != n - 1:
+            raise CatalogError(f"{source}: track ids must be 0..{n - 1} (found max {max(by_id)})")
+        artists = [by_id[i][0] for i in range(n)]
+        raw = [by_id[i][1] for i in range(n)]
+        grouped: dict[str, list[int]] = {}
+        for i, a in enumerate(artists):
+            grouped.setdefault(a, []).append(i)
+        artist_tracks = {a: np.asarray(ids, dtype=np.int64) for a, ids in grouped.items()}
+        digest = hashlib.sha256(data).hexdigest()[:16]
+        return cls(artists=artists, raw=raw, digest=digest, artist_tracks=artist_tracks)
+
+
+_EMPTY = np.zeros(0, dtype=np.int64)
