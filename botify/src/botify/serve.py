@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import inspect
 import logging
 import os
 import signal
@@ -108,21 +109,23 @@ def check_catalog(path: Path) -> Catalog:
         raise StartupError(f"catalog {path} is invalid: {_reason(exc)}") from None
 
 
-def check_experiments(settings: Settings) -> None:
-    """The experiments config parses and names only registered recommenders."""
+def check_experiments(settings: Settings, catalog: Catalog) -> None:
+    """The experiments config parses and names only known recommenders.
+
+    Same parser as the workers use; a missing file is allowed (the app then serves
+    the default recommender to everyone and says so in its log).
+    """
+    from botify.experiments import ExperimentConfigError, load_experiments_file
+    from botify.recommenders import Services
+
     path = settings.experiments_file
-    if not path.is_file():
-        raise StartupError(f"experiments config {path} not found (set BOTIFY_EXPERIMENTS)")
-    try:
-        from botify import experiments
-    except ImportError:
-        return  # app not installed in this build: the worker will report it
-    loader = getattr(experiments, "load_experiments", None)
-    if loader is None:
+    if not path.exists():
+        log.warning("no experiments config at %s: every request gets %r", path, settings.default_recommender)
         return
+    services = Services(catalog=catalog, tables=None, seed=settings.seed)  # type: ignore[arg-type]
     try:
-        loader(path)
-    except Exception as exc:  # any fault here is a config fault
+        load_experiments_file(path, services, settings.default_recommender)
+    except (ExperimentConfigError, OSError, ValueError, TypeError) as exc:
         raise StartupError(f"experiments config {path} is invalid: {_reason(exc)}") from None
 
 
@@ -196,14 +199,42 @@ def import_factory(spec: str) -> Callable[..., Any]:
         raise StartupError(f"cannot import app factory {spec}: {_reason(exc)}") from None
 
 
-def _worker_app(factory_spec: str, settings: Settings) -> Any:
-    """Runs in each worker process: build the WSGI app, or exit with one line."""
+def _worker_app(factory_spec: str, settings: Settings, catalog: Catalog | None) -> Any:
+    """Runs in each worker process: build the WSGI app, or exit with one line.
+
+    The catalog parsed by the master is inherited through fork (no re-parse per
+    worker) when the factory accepts it.
+    """
     try:
-        return import_factory(factory_spec)(settings)
+        factory = import_factory(factory_spec)
+        kwargs: dict[str, Any] = {}
+        if catalog is not None and "catalog" in inspect.signature(factory).parameters:
+            kwargs["catalog"] = catalog
+        app = factory(settings, **kwargs)
     except Exception as exc:  # report; no traceback per worker
         print(f"botify: worker {os.getpid()} cannot start: {_reason(exc)}", file=sys.stderr)
         sys.stderr.flush()
         os._exit(3)
+    _flush_logs_at_worker_exit()
+    return app
+
+
+def _flush_logs_at_worker_exit() -> None:
+    """Make the event logs flush when a granian worker stops.
+
+    granian replaces the app's SIGTERM handlers with its own in each worker, and its
+    workers are multiprocessing children, which end with os._exit: atexit handlers
+    never run there. multiprocessing's own exit finalizers do, after the server has
+    drained its in-flight requests, so the writer's queue is written out from there.
+    """
+    from multiprocessing import util
+
+    def flush() -> None:
+        eventlog = sys.modules.get("botify.eventlog")
+        if eventlog is not None:
+            eventlog.close_all(10.0)
+
+    util.Finalize(None, flush, exitpriority=100)
 
 
 def _raise_exit(signum: int, _frame: Any) -> None:
@@ -226,7 +257,7 @@ def run(settings: Settings, options: ServerOptions | None = None) -> int:
         catalog = None
         if options.load_catalog:
             catalog = check_catalog(settings.catalog)
-            check_experiments(settings)
+            check_experiments(settings, catalog)
         check_port_free(settings.host, settings.port)
         if settings.redis_url:
             check_redis(settings.redis_url)
@@ -252,7 +283,7 @@ def run(settings: Settings, options: ServerOptions | None = None) -> int:
             "serving on http://%s:%d with %d worker(s) x %d thread(s) (granian wsgi); ready to fork after %.2f s",
             settings.host, settings.port, settings.workers, options.threads, time.monotonic() - t0,
         )
-        return _serve_granian(settings, options)
+        return _serve_granian(settings, options, catalog)
     except StartupError as exc:
         print(f"botify: {exc}", file=sys.stderr)
         return 2
@@ -265,7 +296,7 @@ def run(settings: Settings, options: ServerOptions | None = None) -> int:
             log.info("embedded Redis stopped")
 
 
-def _serve_granian(settings: Settings, options: ServerOptions) -> int:
+def _serve_granian(settings: Settings, options: ServerOptions, catalog: Catalog | None) -> int:
     from granian.constants import Interfaces
     from granian.log import LogLevels
     from granian.server import Server
@@ -284,7 +315,10 @@ def _serve_granian(settings: Settings, options: ServerOptions) -> int:
         log_access=options.access_log,
     )
     try:
-        server.serve(target_loader=partial(_worker_app, options.app_factory, settings), wrap_loader=False)
+        server.serve(
+            target_loader=partial(_worker_app, options.app_factory, settings, catalog),
+            wrap_loader=False,
+        )
     except SystemExit as exc:  # granian exits 1 when a worker died
         code = exc.code if isinstance(exc.code, int) else 1
         if code:
