@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import multiprocessing.util
 import os
 import queue
 import signal
@@ -144,6 +145,9 @@ class EventLog:
             self._thread = threading.Thread(target=self._run, name="botify-eventlog", daemon=True)
             self._pid = pid
             self._thread.start()
+            # Worker processes forked by multiprocessing (granian) end with os._exit:
+            # atexit never runs there, multiprocessing's finalizers do.
+            multiprocessing.util.Finalize(self, self.close, exitpriority=100)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything enqueued so far is written; True on success."""
@@ -248,6 +252,8 @@ def install_signal_handlers() -> bool:
         return _installed_signals
     for sig in (signal.SIGTERM, signal.SIGINT):
         previous = signal.getsignal(sig)
+        if previous is None:  # installed outside Python (a server's own runtime): leave it alone
+            continue
 
         def handler(signum: int, frame: Any, _previous: Any = previous) -> None:
             flush_all(5.0)

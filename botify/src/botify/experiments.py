@@ -215,6 +215,15 @@ def load_experiments_file(path: Path, services: Services, default: str = "random
     return parse_experiments(data, services, default, str(path))
 
 
+def load_experiments(path: Path, services: Services | None = None, default: str = "random") -> ExperimentSet:
+    """Parse and validate experiments.yml (for preflight checks without a running service)."""
+    if services is None:
+        services = Services(catalog=None, tables=None)  # type: ignore[arg-type]
+    if not Path(path).exists():
+        raise ExperimentConfigError(f"{path}: no such file")
+    return load_experiments_file(path, services, default)
+
+
 class ExperimentsHolder:
     """The live ExperimentSet, reloaded when the file's mtime changes.
 
