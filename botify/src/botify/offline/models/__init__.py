@@ -1,0 +1,47 @@
+"""Trainers that turn event logs into COMPAT recommendation artifacts.
+
+Every model module exposes ``KIND`` (default artifact kind), a ``Params`` dataclass
+(its fields become CLI flags) and ``fit(data, params, *, k, seed) -> Artifact``.
+Modules are imported on demand so that ``sasrec`` (torch) and ``mf`` (implicit) are
+only needed when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+MODELS: dict[str, str] = {
+    "top_pop": "botify.offline.models.top_pop",
+    "i2i": "botify.offline.models.i2i",
+    "contextual": "botify.offline.models.contextual",
+    "mf": "botify.offline.models.mf",
+    "sasrec": "botify.offline.models.sasrec",
+}
+
+# Which service recommender serves each model's default artifact (docs/training.md).
+SERVED_BY: dict[str, str] = {
+    "top_pop": "top_pop",
+    "i2i": "i2i",
+    "contextual": "contextual",
+    "mf": "indexed",
+    "sasrec": "i2i",
+}
+
+
+def get_model(name: str) -> ModuleType:
+    """The trainer module for ``name``; a clear error for unknown names or missing extras."""
+    try:
+        path = MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}") from None
+    try:
+        return importlib.import_module(path)
+    except ImportError as exc:  # pragma: no cover - depends on installed extras
+        raise ImportError(
+            f"model {name!r} needs an optional dependency ({exc.name}); "
+            "install it with: pip install -e './botify[train]'"
+        ) from exc
+
+
+__all__ = ["MODELS", "SERVED_BY", "get_model"]
