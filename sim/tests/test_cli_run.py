@@ -1,0 +1,342 @@
+"""CLI tests: `python -m sim.run` with dummy, oracle, console and remote (real HTTP server)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sim.agents import run_inprocess
+from sim.report import mean_sem
+from sim.run import _Days, ask_continue, main, parse_args
+from testserver import TestServer, write_config
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def table_rows(out: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in out.splitlines():
+        if line.startswith("|") and not line.startswith("|-") and "day" not in line:
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells
+    return rows
+
+
+@pytest.fixture
+def cfg(tmp_path, small_world_dir):
+    return write_config(tmp_path / "env.yml", small_world_dir)
+
+
+# ------------------------------------------------------------------------ dummy, single
+def test_dummy_days_table_and_jsonl(capsys, cfg, tmp_path):
+    out_file = tmp_path / "eps.jsonl"
+    code, out, err = run_cli(capsys, "--episodes", "150", "--config", str(cfg), "single",
+                             "--recommender", "dummy", "--seed", "5", "--days", "2",
+                             "--out", str(out_file))
+    assert code == 0, err
+    assert out.startswith("## Experiment results summary")
+    rows = table_rows(out)
+    assert set(rows) == {"1", "2", "all"}
+    assert rows["1"][1] == "150" and rows["all"][1] == "300"
+    recs = [json.loads(line) for line in out_file.read_text().splitlines()]
+    assert len(recs) == 300
+    assert set(recs[0]) == {"day", "episode", "user", "steps", "reward"}
+    assert [(r["day"], r["episode"]) for r in recs] == [(d, e) for d in (1, 2) for e in range(150)]
+    for day in (1, 2):
+        rewards = [r["reward"] for r in recs if r["day"] == day]
+        steps = [r["steps"] for r in recs if r["day"] == day]
+        m, s = mean_sem(rewards)
+        assert rows[str(day)][2] == f"{m:.4f}" and rows[str(day)][3] == f"{s:.4f}"
+        assert rows[str(day)][4] == f"{mean_sem(steps)[0]:.4f}"
+        assert all(st >= 1 for st in steps) and all(0 <= r["reward"] <= st for r, st in zip(
+            [r for r in recs if r["day"] == day], steps, strict=True))
+
+
+def test_dummy_same_seed_same_output_other_seed_differs(capsys, cfg, tmp_path):
+    args = ["--episodes", "100", "--config", str(cfg), "single", "--recommender", "dummy",
+            "--days", "1"]
+    a = run_cli(capsys, *args, "--seed", "11", "--out", str(tmp_path / "a.csv"))
+    b = run_cli(capsys, *args, "--seed", "11", "--out", str(tmp_path / "b.csv"))
+    c = run_cli(capsys, *args, "--seed", "12")
+    assert a[0] == b[0] == c[0] == 0
+    assert a[1] == b[1]
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+    assert a[1] != c[1]
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "a.csv").read_text())))
+    assert len(rows) == 100 and list(rows[0]) == ["day", "episode", "user", "steps", "reward"]
+
+
+def test_seed_accepted_before_the_subcommand(capsys, cfg):
+    a = run_cli(capsys, "--episodes", "40", "--config", str(cfg), "--seed", "3", "--days", "1",
+                "single", "--recommender", "dummy")
+    b = run_cli(capsys, "--episodes", "40", "--config", str(cfg), "single", "--recommender",
+                "dummy", "--seed", "3", "--days", "1")
+    assert a[0] == b[0] == 0 and a[1] == b[1]
+
+
+def test_module_entry_point_without_tty_runs_one_day(tmp_path, cfg):
+    """`python -m sim.run` exactly as COMPAT, stdin not a terminal and no --days: one day."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "sim.run", "--episodes", "30", "--config", str(cfg), "single",
+         "--recommender", "dummy", "--seed", "31337"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert set(table_rows(proc.stdout)) == {"1"}
+    assert "Traceback" not in proc.stderr
+
+
+def test_interactive_prompt_runs_until_no(monkeypatch):
+    stream = io.StringIO()
+    assert ask_continue(1, io.StringIO("maybe\ny\n"), stream) is True
+    assert "Would you like to start a new day? (y/n)" in stream.getvalue()
+    assert ask_continue(2, io.StringIO("n\n"), io.StringIO()) is False
+    assert ask_continue(3, io.StringIO(""), io.StringIO()) is False  # end of input stops
+    opts = parse_args(["single", "--recommender", "dummy"])
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\nn\n"))
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    days = _Days(opts)
+    assert days.more(1) is True and days.more(2) is False
+
+
+def test_interactive_cli_two_days(capsys, cfg, monkeypatch):
+    stdin = io.StringIO("y\nn\n")
+    stdin.isatty = lambda: True  # type: ignore[method-assign]
+    monkeypatch.setattr(sys, "stdin", stdin)
+    code, out, err = run_cli(capsys, "--episodes", "20", "--config", str(cfg), "single",
+                             "--recommender", "dummy")
+    assert code == 0
+    assert set(table_rows(out)) == {"1", "2", "all"}
+    assert "End of day 2" in err
+
+
+# ------------------------------------------------------------------------ multi
+def test_multi_dummy_reproducible_and_seeded_per_process(capsys, cfg, tmp_path):
+    args = ["--episodes", "60", "--config", str(cfg), "multi", "--processes", "2",
+            "--recommender", "dummy", "--seed", "9", "--days", "2"]
+    a = run_cli(capsys, *args, "--out", str(tmp_path / "a.jsonl"))
+    b = run_cli(capsys, *args, "--out", str(tmp_path / "b.jsonl"))
+    assert a[0] == b[0] == 0, a[2]
+    assert a[1] == b[1]
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+    recs = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert len(recs) == 2 * 2 * 60
+    assert [r["episode"] for r in recs if r["day"] == 1] == list(range(120))
+    # the two processes draw from different derived seeds: their halves differ
+    first = [(r["user"], r["steps"], r["reward"]) for r in recs[:60]]
+    second = [(r["user"], r["steps"], r["reward"]) for r in recs[60:120]]
+    assert first != second
+    single = run_cli(capsys, "--episodes", "60", "--config", str(cfg), "single",
+                     "--recommender", "dummy", "--seed", "9", "--days", "1")
+    assert table_rows(single[1])["1"] != table_rows(a[1])["1"]
+
+
+def test_multi_rejects_console(capsys, cfg):
+    with pytest.raises(SystemExit) as e:
+        main(["--config", str(cfg), "multi", "--recommender", "console"])
+    assert e.value.code == 2
+
+
+# ------------------------------------------------------------------------ oracle, console
+def test_oracle_is_labelled_and_far_above_dummy(capsys, cfg):
+    code, out, err = run_cli(capsys, "--episodes", "60", "--config", str(cfg), "single",
+                             "--recommender", "oracle", "--days", "1")
+    assert code == 0
+    assert "oracle upper bound" in out and "upper bound, not a recommender" in out
+    _, dummy_out, _ = run_cli(capsys, "--episodes", "60", "--config", str(cfg), "single",
+                              "--recommender", "dummy", "--days", "1")
+    assert float(table_rows(out)["1"][2]) > 3 * float(table_rows(dummy_out)["1"][2])
+
+
+def test_console_agent_offline_uses_world_titles(capsys, cfg, small_world, monkeypatch):
+    # service port 5001 has nothing in tests' config? use a closed port so titles come from the world
+    closed = write_config(cfg.parent / "closed.yml", small_world.directory, port=_closed_port())
+    typed = "\n".join(["abc", "99999"] + [str(t) for t in range(100)]) + "\n"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(typed))
+    code, out, err = run_cli(capsys, "--episodes", "1", "--config", str(closed), "single",
+                             "--recommender", "console", "--seed", "4")
+    assert code == 0, err
+    assert "not a track id: 'abc'" in out and "99999 is outside the catalog" in out
+    t0 = 0
+    assert f'[{t0}] "{small_world.track_title(t0)}" by {small_world.track_artist_name(t0)}' in out
+    assert "session over" in out and "reward" in out
+    assert set(table_rows(out)) == {"1"}
+
+
+def test_console_agent_titles_from_service(capsys, tmp_path, small_world, monkeypatch):
+    with TestServer(small_world.n_tracks) as srv:
+        srv.state.titles = lambda t: {"artist": "Remote Artist", "title": f"Remote {t}"}
+        cfg = write_config(tmp_path / "c.yml", small_world.directory, port=srv.port)
+        monkeypatch.setattr(sys, "stdin", io.StringIO("5\n6\n7\nq\n"))
+        code, out, err = run_cli(capsys, "--episodes", "3", "--config", str(cfg), "single",
+                                 "--recommender", "console")
+    assert '[5] "Remote 5" by Remote Artist' in out
+    assert any(s.path == "/track/5" for s in srv.state.seen)
+    assert "console: quit" in err
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ------------------------------------------------------------------------ remote
+def test_remote_single_matches_inprocess_and_speaks_compat(capsys, tmp_path, small_world):
+    n = small_world.n_tracks
+
+    def rec(user: int, track: int, time: float) -> int:
+        return (track * 7 + 1) % n
+
+    with TestServer(n, rec) as srv:
+        cfg = write_config(tmp_path / "r.yml", small_world.directory, port=srv.port)
+        code, out, err = run_cli(capsys, "--episodes", "80", "--config", str(cfg), "single",
+                                 "--recommender", "remote", "--seed", "21", "--days", "1",
+                                 "--concurrency", "8", "--out", str(tmp_path / "r.jsonl"))
+        nexts, lasts = srv.posts("next"), srv.posts("last")
+        connections = srv.state.connections
+    assert code == 0, err
+    recs = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert len(recs) == 80
+    # one /next per step, one /last per session, bodies as COMPAT says
+    assert len(nexts) == sum(r["steps"] for r in recs)
+    assert len(lasts) == 80
+    assert all(set(s.body) == {"track", "time"} for s in nexts + lasts)
+    assert all(isinstance(s.body["time"], float) and 0 <= s.body["time"] <= 1 for s in nexts)
+    assert sum(1 for s in nexts if s.body["time"] == 1.0) >= 80  # each session's first /next
+    # keep-alive: a handful of connections for hundreds of requests
+    assert connections <= 8
+    # the same recommender in-process gives exactly the same sessions
+    local = run_inprocess(rec, small_world, episodes=80, days=1, seed=21)
+    assert [(e.day, e.episode, e.user, e.steps, e.reward) for e in local.episodes] == [
+        (r["day"], r["episode"], r["user"], r["steps"], r["reward"]) for r in recs
+    ]
+
+
+def test_remote_retries_do_not_double_count(capsys, tmp_path, small_world):
+    n = small_world.n_tracks
+    outs = []
+    for faults in ([], ["500", "drop", "500", "drop", "500"]):
+        with TestServer(n) as srv:
+            srv.state.faults.extend(faults)
+            cfg = write_config(tmp_path / "f.yml", small_world.directory, port=srv.port)
+            code, out, err = run_cli(capsys, "--episodes", "30", "--config", str(cfg), "single",
+                                     "--recommender", "remote", "--seed", "2", "--days", "1",
+                                     "--concurrency", "4", "--out", str(tmp_path / "f.jsonl"))
+            assert code == 0, err
+            assert not srv.state.faults  # every injected fault was hit
+            steps = sum(json.loads(x)["steps"] for x in (tmp_path / "f.jsonl").read_text().splitlines())
+            assert len(srv.posts("next")) == steps  # answered /next == steps, retries not counted
+            outs.append((out, (tmp_path / "f.jsonl").read_bytes()))
+    assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize(
+    ("fault", "needle"),
+    [
+        ("garbage", "non-JSON"),
+        ("missing", "without an integer 'track'"),
+        ("outside", "outside the catalog"),
+    ],
+)
+def test_remote_invalid_answers_one_line_error(capsys, tmp_path, small_world, fault, needle):
+    with TestServer(small_world.n_tracks) as srv:
+        srv.state.next_faults.extend(["ok"] * 5 + [fault])
+        cfg = write_config(tmp_path / "bad.yml", small_world.directory, port=srv.port)
+        code, out, err = run_cli(capsys, "--episodes", "20", "--config", str(cfg), "single",
+                                 "--recommender", "remote", "--days", "1", "--concurrency", "2")
+    assert code == 1
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0]
+    assert "Traceback" not in err
+
+
+def test_remote_unreachable_subprocess_one_line_error(tmp_path, small_world_dir):
+    cfg = write_config(tmp_path / "u.yml", small_world_dir, port=_closed_port())
+    proc = subprocess.run(
+        [sys.executable, "-m", "sim.run", "--episodes", "10", "--config", str(cfg), "single",
+         "--recommender", "remote", "--seed", "31337", "--days", "1"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and "Task exception" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert "unreachable" in errors[0] and "connection refused" in errors[0]
+
+
+def test_multi_remote_against_server(capsys, tmp_path, small_world):
+    with TestServer(small_world.n_tracks) as srv:
+        cfg = write_config(tmp_path / "m.yml", small_world.directory, port=srv.port)
+        args = ["--episodes", "25", "--config", str(cfg), "multi", "--processes", "2",
+                "--seed", "8", "--days", "1", "--concurrency", "4"]
+        a = run_cli(capsys, *args)
+        b = run_cli(capsys, *args)
+        assert len(srv.posts("last")) == 2 * 2 * 25
+    assert a[0] == b[0] == 0, a[2]
+    assert a[1] == b[1] and table_rows(a[1])["1"][1] == "50"
+
+
+# ------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ("colour: blue\n", "unknown key 'colour'"),
+        ("user_model:\n  session_budget: five\n", "user_model.session_budget: expected an integer"),
+        ("user_model:\n  artist_discount_gamma: 1.5\n", "artist_discount_gamma"),
+        ("user_model:\n  budget: 3\n", "user_model: unknown key 'budget'"),
+    ],
+)
+def test_bad_config_exit_2_naming_the_field(capsys, tmp_path, small_world_dir, extra, needle):
+    cfg = write_config(tmp_path / "bad.yml", small_world_dir, extra=extra)
+    code, out, err = run_cli(capsys, "--config", str(cfg), "single", "--recommender", "dummy",
+                             "--days", "1")
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("error:") and needle in err
+    assert out == ""
+
+
+def test_bad_service_value_and_missing_files(capsys, tmp_path, small_world_dir, world_copy):
+    cfg = write_config(tmp_path / "p.yml", small_world_dir, port=70000)
+    code, _, err = run_cli(capsys, "--config", str(cfg), "single", "--recommender", "dummy")
+    assert code == 2 and "service.port: 70000 out of range" in err
+    code, _, err = run_cli(capsys, "--config", str(tmp_path / "nope.yml"), "single")
+    assert code == 2 and "config file not found" in err and "nope.yml" in err
+    cfg = write_config(tmp_path / "w.yml", tmp_path / "no-world")
+    code, _, err = run_cli(capsys, "--config", str(cfg), "single", "--recommender", "dummy")
+    assert code == 2 and "world directory not found" in err and "no-world" in err
+    (world_copy / "hidden" / "users.jsonl").unlink()
+    cfg = write_config(tmp_path / "c.yml", world_copy)
+    code, _, err = run_cli(capsys, "--config", str(cfg), "single", "--recommender", "dummy")
+    assert code == 2 and "users.jsonl" in err and err.count("\n") == 1
+    (tmp_path / "y.yml").write_text("world: [unclosed\n")
+    code, _, err = run_cli(capsys, "--config", str(tmp_path / "y.yml"), "single")
+    assert code == 2 and "y.yml" in err and err.count("\n") == 1
+
+
+def test_bad_out_suffix_and_bad_numbers(capsys, cfg, tmp_path):
+    code, _, err = run_cli(capsys, "--config", str(cfg), "single", "--out", str(tmp_path / "x.txt"))
+    assert code == 2 and "use .jsonl" in err
+    code, _, err = run_cli(capsys, "--episodes", "0", "--config", str(cfg), "single")
+    assert code == 2 and "--episodes" in err
+
+
+def test_repo_default_config_is_valid():
+    from sim.config import load_config
+
+    repo = Path(__file__).resolve().parents[2]
+    cfg = load_config(repo / "config" / "env.yml")
+    assert cfg.service.port == 5001 and cfg.service.host == "127.0.0.1"
+    p = cfg.model_params()
+    assert not (p.returning_users or p.daily_hype or p.taste_drift)
