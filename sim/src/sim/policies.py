@@ -1,0 +1,175 @@
+"""Reference policies for calibration and in-process evaluation (batched).
+
+- random: uniform tracks (the course's first baseline);
+- sticky_artist: a random track of the previous track's artist (the course's
+  "sticky artist" recommender);
+- i2i: an item-to-item table learned from logged traffic (see I2IPolicy.fit);
+- oracle: an upper bound that reads the HIDDEN taste of the user; it is not a
+  recommender anyone could build and is labelled as such everywhere.
+
+Each is a callable `policy(engine) -> actions` for sim.batch.BatchEngine and
+also has `recommend(user, track, time) -> track` for one request at a time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.batch import BatchEngine, EventLog
+from sim.world import World
+
+
+class RandomPolicy:
+    name = "random"
+
+    def __init__(self, world: World, seed: int = 0) -> None:
+        self.n = world.n_tracks
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, engine: BatchEngine) -> np.ndarray:
+        return self.rng.integers(0, self.n, size=engine.user.size)
+
+    def recommend(self, user: int, track: int, time: float) -> int:
+        return int(self.rng.integers(self.n))
+
+
+class StickyArtistPolicy:
+    name = "sticky_artist"
+
+    def __init__(self, world: World, seed: int = 0) -> None:
+        self.off, self.tracks = world.artist_tracks()
+        self.cnt = np.diff(self.off)
+        self.artist = world.track_artist
+        self.rng = np.random.default_rng(seed)
+
+    def _pick(self, last: np.ndarray) -> np.ndarray:
+        a = self.artist[last]
+        return self.tracks[self.off[a] + (self.rng.random(last.size) * self.cnt[a]).astype(np.int64)]
+
+    def __call__(self, engine: BatchEngine) -> np.ndarray:
+        return self._pick(engine.last_track)
+
+    def recommend(self, user: int, track: int, time: float) -> int:
+        return int(self._pick(np.array([track]))[0])
+
+
+class I2IPolicy:
+    """Item-to-item recommendations learned from logged traffic (artist co-listening).
+
+    `table` (A, L) holds, per artist, related artists learned from the log
+    (sim.calibrate.learn_i2i; -1 = none). After track t it plays a random track
+    of one of the `top` artists related to t's artist; tracks of artists the
+    log never saw get a random track. Uses only the log and the public catalog.
+    """
+
+    name = "i2i"
+
+    def __init__(self, world: World, table: np.ndarray, seed: int = 0, top: int = 10) -> None:
+        self.n = world.n_tracks
+        self.artist = world.track_artist
+        self.off, self.tracks = world.artist_tracks()
+        self.cnt = np.diff(self.off)
+        self.table = np.asarray(table, dtype=np.int64)
+        if self.table.ndim != 2 or self.table.shape[0] != world.n_artists:
+            raise ValueError("i2i table must have one row per artist")
+        self.len = (self.table >= 0).sum(axis=1)
+        self.top = top
+        self.rng = np.random.default_rng(seed)
+
+    @classmethod
+    def fit(cls, world: World, log: EventLog, seed: int = 0, top: int = 10,
+            **kwargs) -> I2IPolicy:
+        from sim.calibrate import learn_i2i
+
+        return cls(world, learn_i2i(world, log, seed=seed, **kwargs), seed=seed, top=top)
+
+    def _pick(self, last: np.ndarray) -> np.ndarray:
+        a = self.artist[last]
+        n = np.minimum(self.len[a], self.top)
+        r = (self.rng.random(last.size) * np.maximum(n, 1)).astype(np.int64)
+        b = self.table[a, r]
+        b = np.where(n > 0, b, 0)
+        rec = self.tracks[self.off[b] + (self.rng.random(last.size) * self.cnt[b]).astype(np.int64)]
+        fallback = self.rng.integers(0, self.n, size=last.size)
+        return np.where(n > 0, rec, fallback)
+
+    def __call__(self, engine: BatchEngine) -> np.ndarray:
+        return self._pick(engine.last_track)
+
+    def recommend(self, user: int, track: int, time: float) -> int:
+        return int(self._pick(np.array([track]))[0])
+
+    def track_table(self, per_artist: int = 3) -> dict[int, list[int]]:
+        """COMPAT-style item-to-item lists {track: [ids]} (first tracks of related artists)."""
+        out = {}
+        for t in range(self.n):
+            a = int(self.artist[t])
+            recs: list[int] = []
+            for b in self.table[a, :self.top].tolist():
+                if b >= 0:
+                    lo = int(self.off[b])
+                    recs += self.tracks[lo:lo + min(per_artist, int(self.cnt[b]))].tolist()
+            out[t] = recs
+        return out
+
+
+class OraclePolicy:
+    """ORACLE (upper bound, reads hidden state): greedy best expected listen time.
+
+    Among the `pool` tracks nearest to the session's hidden interest it picks
+    the unplayed one with the highest sigmoid(...) * gamma^k for the current
+    taste, i.e. it knows the user model exactly. Not a buildable recommender.
+    """
+
+    name = "oracle"
+
+    def __init__(self, world: World, pool: int = 100) -> None:
+        self.world = world
+        self.pool = pool
+        self._row: np.ndarray | None = None
+        self._table: np.ndarray | None = None
+        self._lazy: dict[int, np.ndarray] = {}
+
+    def _candidates(self, interest: np.ndarray) -> np.ndarray:
+        w = self.world
+        if self._row is None:
+            row, table = w.interest_neighbours(self.pool) if len(np.unique(w.interests)) \
+                * w.n_tracks <= 4e10 else (None, None)
+            self._row, self._table = row, table
+        if self._table is not None:
+            return self._table[self._row[interest]]
+        missing = [t for t in np.unique(interest).tolist() if t not in self._lazy]
+        if missing:
+            for t, r in zip(missing, w.nearest(w.embeddings[missing], self.pool), strict=True):
+                self._lazy[t] = r
+        return np.stack([self._lazy[t] for t in interest.tolist()])
+
+    def __call__(self, engine: BatchEngine) -> np.ndarray:
+        cand = self._candidates(engine.interest).astype(np.int64)         # (B, C)
+        emb = engine.emb
+        x = np.einsum("bcd,bd->bc", emb[cand], engine.taste).astype(np.float64)
+        m = engine.model
+        if m.boost is not None:
+            x += m.boost[cand]
+        v = 1.0 / (1.0 + np.exp(-(x - engine.bias[:, None]) * engine.sharp[:, None]))
+        w = int(engine.hist_len.max())
+        valid = (np.arange(w) < engine.hist_len[:, None])[:, None, :]
+        played = ((engine.hist[:, None, :w] == cand[:, :, None]) & valid).any(axis=2)
+        art = engine.track_artist[cand]
+        k = ((engine.hist_art[:, None, :w] == art[:, :, None]) & valid).sum(axis=2)
+        score = v * engine.gamma[:, None] ** k
+        score[played] = -1.0
+        return cand[np.arange(cand.shape[0]), np.argmax(score, axis=1)]
+
+
+def make_policy(name: str, world: World, seed: int = 0, **kwargs):
+    """Build a reference policy by name (i2i needs `log=` logged traffic)."""
+    if name == "random":
+        return RandomPolicy(world, seed)
+    if name == "sticky_artist":
+        return StickyArtistPolicy(world, seed)
+    if name == "oracle":
+        return OraclePolicy(world, **kwargs)
+    if name == "i2i":
+        return I2IPolicy.fit(world, kwargs.pop("log"), seed=seed, **kwargs)
+    raise ValueError(f"unknown policy {name!r} (random, sticky_artist, i2i, oracle)")
