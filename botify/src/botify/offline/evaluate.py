@@ -99,17 +99,23 @@ def temporal_split(
     ts = _ts_ms(events)
     sid = events["session_id"].to_numpy()
     codes, uniq = pd.factorize(sid)
-    start = np.full(len(uniq), np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(start, codes, ts)
-    lo, hi = int(ts.min()), int(ts.max())
+    start = pd.Series(ts).groupby(codes, sort=True).min().to_numpy()  # index = code
+    hi = int(ts.max())
     mode = how
+    last_day = (hi // DAY_MS) * DAY_MS
     if how == "auto":
-        mode = "last-day" if hi // DAY_MS > lo // DAY_MS else "fraction"
+        # the last UTC day when sessions start both before and on it, else a fraction
+        ok = bool((start < last_day).any() and (start >= last_day).any())
+        mode = "last-day" if ok else "fraction"
     if mode == "last-day":
-        cutoff = (hi // DAY_MS) * DAY_MS
-        if cutoff <= int(start.min()):
+        cutoff = last_day
+        if not (start < cutoff).any():
             raise ValueError(
                 "last-day split: all sessions start on the last day; use --split fraction"
+            )
+        if not (start >= cutoff).any():
+            raise ValueError(
+                "last-day split: no session starts on the last day; use --split fraction"
             )
     elif mode == "fraction":
         s_sorted = np.sort(start)
