@@ -59,7 +59,7 @@ class Next(Resource):
     def post(self, user: str) -> Response:
         service = _service()
         uid = parse_user(user)
-        track, time_ = parse_listen(request.get_data(cache=False), service.catalog.size)
+        track, time_ = parse_listen(request.get_data(), service.catalog.size)
         rec, _event = service.next(uid, track, time_, g.botify_t0)
         return Response(b'{"user":%d,"track":%d}' % (uid, rec), status=200, mimetype=JSON)
 
@@ -68,7 +68,7 @@ class Last(Resource):
     def post(self, user: str) -> Response:
         service = _service()
         uid = parse_user(user)
-        track, time_ = parse_listen(request.get_data(cache=False), service.catalog.size)
+        track, time_ = parse_listen(request.get_data(), service.catalog.size)
         service.last(uid, track, time_, g.botify_t0)
         return Response(b'{"user":%d}' % uid, status=200, mimetype=JSON)
 
@@ -142,7 +142,10 @@ def _log_rejected(status: int, error: str, message: str) -> None:
     service: Service = _service()
     service.metrics.inc("botify_rejected_requests_total", (error,))
     t0 = getattr(g, "botify_t0", None)
-    body = request.get_data(cache=True)[:512]
+    try:
+        body = request.get_data(cache=True)[:512]
+    except HTTPException:  # e.g. the body is what was too large: not read at all
+        body = b""
     service.eventlog.rejected(
         {
             "message": "rejected",
