@@ -134,6 +134,37 @@ def generate(spec: SynthSpec) -> SynthEvents:
     return SynthEvents(frame=df, arms=arms, spec=spec)
 
 
+def events_frame(synth: SynthEvents) -> pd.DataFrame:
+    """The frame `read_events` would return for these events, without files.
+
+    For statistical tests that run the analysis hundreds of times; the
+    file path (write_logs + read_events) is tested separately.
+    """
+    import pyarrow as pa
+
+    from botify.offline.logs import EXP_PREFIX, _to_pandas
+
+    df = synth.frame
+    users = df["user"].to_numpy()
+    is_last = (df["message"] == "last").to_numpy()
+    cols = {
+        "message": pa.array(df["message"].to_numpy(), pa.string()),
+        "timestamp": pa.array(df["timestamp"].to_numpy(), pa.int64()),
+        "user": pa.array(users, pa.int64()),
+        "track": pa.array(df["track"].to_numpy(), pa.int64()),
+        "time": pa.array(df["time"].to_numpy(), pa.float64()),
+        "latency": pa.array(df["latency"].to_numpy(), pa.float64()),
+        "recommendation": pa.array(df["recommendation"].to_numpy(), pa.int64(), mask=is_last),
+        "recommender": pa.nulls(len(df), pa.string()),
+        "fallback": pa.nulls(len(df), pa.string()),
+    }
+    exp_cols = []
+    for name, arms in synth.arms.items():
+        cols[EXP_PREFIX + name] = pa.array(arms[users], pa.string())
+        exp_cols.append(EXP_PREFIX + name)
+    return _to_pandas(pa.table(cols), exp_cols)
+
+
 def n_users_for(n_events: int, spec: SynthSpec) -> int:
     """Users needed for about `n_events` events with `spec`'s other knobs."""
     per_user = spec.days * spec.sessions_per_day * spec.mean_tracks
@@ -215,4 +246,12 @@ def write_logs(
     return paths
 
 
-__all__ = ["SynthEvents", "SynthSpec", "assign_arm", "generate", "n_users_for", "write_logs"]
+__all__ = [
+    "SynthEvents",
+    "SynthSpec",
+    "assign_arm",
+    "events_frame",
+    "generate",
+    "n_users_for",
+    "write_logs",
+]

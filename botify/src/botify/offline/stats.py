@@ -1,0 +1,358 @@
+"""Engine-independent A/B statistics.
+
+Everything here works on *sufficient statistics* (counts, means, variances,
+co-moments) or on small numpy arrays, so the embedded engine and a Spark job
+compute their aggregates their own way and share this one implementation of
+the maths. No pandas, no I/O.
+
+Conventions follow the course: variances are sample variances (ddof=1), the
+interval is the Welch interval on the difference of means with
+Welch-Satterthwaite degrees of freedom, the percent effect and its interval are
+the difference and its interval divided by the control mean, and an effect is
+"significant" when that interval excludes zero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+
+@dataclass(frozen=True)
+class Moments:
+    """n, mean and sample variance (ddof=1) of one arm's per-unit values."""
+
+    n: int
+    mean: float
+    var: float
+
+    @classmethod
+    def of(cls, x: np.ndarray | Sequence[float]) -> Moments:
+        a = np.asarray(x, dtype=np.float64)
+        n = int(a.size)
+        mean = float(a.mean()) if n else math.nan
+        var = float(a.var(ddof=1)) if n > 1 else math.nan
+        return cls(n, mean, var)
+
+    @classmethod
+    def from_sums(cls, n: int, s: float, ss: float) -> Moments:
+        """From count, sum and sum of squares (what a distributed engine aggregates)."""
+        if n == 0:
+            return cls(0, math.nan, math.nan)
+        mean = s / n
+        var = (ss - n * mean * mean) / (n - 1) if n > 1 else math.nan
+        return cls(int(n), float(mean), float(max(var, 0.0)) if n > 1 else math.nan)
+
+
+@dataclass(frozen=True)
+class Effect:
+    """Treatment minus control, absolute and in percent of the control mean."""
+
+    control_mean: float
+    treatment_mean: float
+    n_control: int
+    n_treatment: int
+    diff: float
+    se: float
+    df: float
+    lower_abs: float
+    upper_abs: float
+    effect: float  # percent of control mean
+    lower: float  # percent
+    upper: float  # percent
+    p_value: float
+    significant: bool
+
+    def to_dict(self) -> dict[str, float | int | bool]:
+        return asdict(self)
+
+
+def welch_df(n0: int, n1: int, v0: float, v1: float) -> float:
+    """Welch-Satterthwaite degrees of freedom."""
+    a, b = v0 / n0, v1 / n1
+    den = a * a / (n0 - 1) + b * b / (n1 - 1)
+    return (a + b) ** 2 / den if den > 0 else math.inf
+
+
+def _pct(x: float, base: float) -> float:
+    return x / base * 100.0 if base != 0 else math.nan
+
+
+def welch(control: Moments, treatment: Moments, alpha: float = 0.05) -> Effect:
+    """The course's interval (Welch, W-S df) plus a two-sided p-value from the same t.
+
+    Degenerate inputs (fewer than 2 units in an arm) give NaN statistics and
+    significant=False instead of raising: an empty arm is reported, not fatal.
+    """
+    c, t = control, treatment
+    diff = t.mean - c.mean
+    if c.n < 2 or t.n < 2 or math.isnan(c.var) or math.isnan(t.var):
+        nan = math.nan
+        return Effect(
+            c.mean,
+            t.mean,
+            c.n,
+            t.n,
+            diff,
+            nan,
+            nan,
+            nan,
+            nan,
+            _pct(diff, c.mean),
+            nan,
+            nan,
+            nan,
+            False,
+        )
+    se = math.sqrt(c.var / c.n + t.var / t.n)
+    df = welch_df(c.n, t.n, c.var, t.var)
+    if se == 0:
+        # Both arms constant: the difference is exact.
+        p = 1.0 if diff == 0 else 0.0
+        half = 0.0
+    else:
+        half = float(sps.t.ppf(1 - alpha / 2, df)) * se
+        p = float(2 * sps.t.sf(abs(diff) / se, df))
+    lo, hi = diff - half, diff + half
+    lo_p, hi_p = sorted((_pct(lo, c.mean), _pct(hi, c.mean)))
+    significant = bool((diff + half) * (diff - half) > 0)
+    return Effect(
+        c.mean,
+        t.mean,
+        c.n,
+        t.n,
+        diff,
+        se,
+        df,
+        lo,
+        hi,
+        _pct(diff, c.mean),
+        lo_p,
+        hi_p,
+        p,
+        significant,
+    )
+
+
+def welch_samples(control: np.ndarray, treatment: np.ndarray, alpha: float = 0.05) -> Effect:
+    return welch(Moments.of(control), Moments.of(treatment), alpha)
+
+
+def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1); NaN stays NaN.
+
+    Reject H_i at level alpha iff adjusted p_i <= alpha: this controls the
+    family-wise error rate over all arms x metrics without assuming independence.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    q = p[ok]
+    m = q.size
+    if m == 0:
+        return out
+    order = np.argsort(q, kind="stable")
+    adj = (m - np.arange(m)) * q[order]
+    adj = np.minimum(np.maximum.accumulate(adj), 1.0)
+    res = np.empty(m)
+    res[order] = adj
+    out[ok] = res
+    return out
+
+
+@dataclass(frozen=True)
+class SRM:
+    """Sample-ratio mismatch: are users split across arms as configured?"""
+
+    arms: tuple[str, ...]
+    observed: tuple[int, ...]
+    expected: tuple[float, ...]
+    chi2: float
+    p_value: float
+    mismatch: bool  # p below the threshold: the split itself is broken
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def srm_check(
+    counts: dict[str, int],
+    shares: dict[str, float] | None = None,
+    threshold: float = 0.001,
+) -> SRM:
+    """Chi-square goodness of fit of users per arm against the configured shares.
+
+    The usual threshold is strict (0.001) because with many users any real
+    mismatch gives a tiny p-value, and a false alarm stops a valid experiment.
+    """
+    arms = tuple(sorted(counts))
+    obs = np.array([counts[a] for a in arms], dtype=np.float64)
+    if shares is None:
+        w = np.ones(len(arms))
+    else:
+        w = np.array([float(shares.get(a, 0.0)) for a in arms])
+    total = obs.sum()
+    if len(arms) < 2 or total == 0 or w.sum() <= 0:
+        return SRM(arms, tuple(int(x) for x in obs), tuple(obs), math.nan, math.nan, False)
+    exp = w / w.sum() * total
+    chi2, p = sps.chisquare(obs, exp)
+    return SRM(
+        arms,
+        tuple(int(x) for x in obs),
+        tuple(float(x) for x in exp),
+        float(chi2),
+        float(p),
+        bool(p < threshold),
+    )
+
+
+def cuped_theta(y: np.ndarray, x: np.ndarray) -> float:
+    """theta = cov(y, x) / var(x), pooled over all arms (arm-independent, so unbiased)."""
+    y = np.asarray(y, np.float64)
+    x = np.asarray(x, np.float64)
+    vx = float(np.var(x, ddof=1)) if x.size > 1 else 0.0
+    if vx == 0 or not np.isfinite(vx):
+        return 0.0
+    return float(np.cov(y, x, ddof=1)[0, 1] / vx)
+
+
+def cuped_adjust(y: np.ndarray, x: np.ndarray, theta: float | None = None) -> np.ndarray:
+    """y - theta * (x - mean(x)): same mean as y, variance shrunk by corr(y, x)^2."""
+    y = np.asarray(y, np.float64)
+    x = np.asarray(x, np.float64)
+    th = cuped_theta(y, x) if theta is None else theta
+    return y - th * (x - x.mean())
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A ratio metric sum(num)/sum(den) over users, with its delta-method variance."""
+
+    n: int
+    ratio: float
+    var: float  # variance of the ratio estimate (not of a unit)
+
+    @classmethod
+    def from_moments(cls, n: int, mx: float, my: float, vx: float, vy: float, cxy: float) -> Ratio:
+        """From per-user means, variances and covariance of numerator x and denominator y."""
+        if n < 2 or my == 0:
+            return cls(n, mx / my if my else math.nan, math.nan)
+        r = mx / my
+        var = (vx - 2 * r * cxy + r * r * vy) / (n * my * my)
+        return cls(n, r, max(var, 0.0))
+
+    @classmethod
+    def of(cls, x: np.ndarray, y: np.ndarray) -> Ratio:
+        x = np.asarray(x, np.float64)
+        y = np.asarray(y, np.float64)
+        n = int(x.size)
+        if n < 2:
+            return cls(n, float(x.sum() / y.sum()) if n and y.sum() else math.nan, math.nan)
+        c = np.cov(x, y, ddof=1)
+        return cls.from_moments(n, x.mean(), y.mean(), c[0, 0], c[1, 1], c[0, 1])
+
+
+def delta_effect(control: Ratio, treatment: Ratio, alpha: float = 0.05) -> Effect:
+    """Difference of two independent ratio metrics with a normal (delta-method) interval.
+
+    Session-level metrics such as time per session pool sessions within a user,
+    so sessions are not independent; the delta method keeps the user as the
+    unit of randomization and gives honest intervals.
+    """
+    c, t = control, treatment
+    diff = t.ratio - c.ratio
+    if math.isnan(c.var) or math.isnan(t.var):
+        nan = math.nan
+        return Effect(
+            c.ratio,
+            t.ratio,
+            c.n,
+            t.n,
+            diff,
+            nan,
+            nan,
+            nan,
+            nan,
+            _pct(diff, c.ratio),
+            nan,
+            nan,
+            nan,
+            False,
+        )
+    se = math.sqrt(c.var + t.var)
+    z = float(sps.norm.ppf(1 - alpha / 2))
+    half = z * se
+    p = float(2 * sps.norm.sf(abs(diff) / se)) if se > 0 else (1.0 if diff == 0 else 0.0)
+    lo, hi = diff - half, diff + half
+    lo_p, hi_p = sorted((_pct(lo, c.ratio), _pct(hi, c.ratio)))
+    return Effect(
+        c.ratio,
+        t.ratio,
+        c.n,
+        t.n,
+        diff,
+        se,
+        math.inf,
+        lo,
+        hi,
+        _pct(diff, c.ratio),
+        lo_p,
+        hi_p,
+        p,
+        bool((diff + half) * (diff - half) > 0),
+    )
+
+
+def mde(
+    sd: float,
+    n_control: int,
+    n_treatment: int,
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> float:
+    """Smallest absolute difference detected with `power` by a two-sided test at `alpha`."""
+    if n_control < 1 or n_treatment < 1:
+        return math.nan
+    z = sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)
+    return float(z * sd * math.sqrt(1 / n_control + 1 / n_treatment))
+
+
+def sample_size(
+    sd: float,
+    effect: float,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    ratio: float = 1.0,
+) -> tuple[int, int]:
+    """Users (control, treatment) to detect an absolute `effect` with `power`.
+
+    ratio = n_treatment / n_control. Normal approximation, the standard
+    n_c = (z_{1-a/2} + z_{power})^2 * sd^2 * (1 + 1/ratio) / effect^2.
+    """
+    if effect == 0 or sd < 0 or ratio <= 0:
+        raise ValueError("effect must be non-zero, sd >= 0 and ratio > 0")
+    z = sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power)
+    n_c = math.ceil((z * sd) ** 2 * (1 + 1 / ratio) / effect**2)
+    return n_c, math.ceil(n_c * ratio)
+
+
+__all__ = [
+    "SRM",
+    "Effect",
+    "Moments",
+    "Ratio",
+    "cuped_adjust",
+    "cuped_theta",
+    "delta_effect",
+    "holm",
+    "mde",
+    "sample_size",
+    "srm_check",
+    "welch",
+    "welch_df",
+    "welch_samples",
+]
