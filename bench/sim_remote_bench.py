@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import http.client
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -141,23 +140,20 @@ def bench_threads(port: int, n: int, concurrency: int) -> tuple[float, float, in
     return time.process_time() - c0, time.perf_counter() - w0, per * concurrency
 
 
-def bench_sim(port: int, world: Path, episodes: int, concurrency: int) -> tuple[float, float, int]:
-    from sim.run import main as run_main
+def bench_sim(port: int, world_dir: Path, episodes: int, concurrency: int) -> tuple[float, float, int]:
+    """The CLI's remote path: user model sessions + client, counted per answered request."""
+    from sim.agents.remote import RemoteAgent
+    from sim.agents.runner import Simulation, make_jobs
+    from sim.client import ClientOptions
+    from sim.world import World
 
-    cfg = Path(os.environ.get("TMPDIR", "/tmp")) / f"sim-bench-{os.getpid()}.yml"
-    cfg.write_text(f"world: {world.resolve()}\nservice:\n  port: {port}\n")
-    from sim.agents import runner
-
+    world = World.load(world_dir)
+    sim = Simulation(world, seed=31337)
+    agent = RemoteAgent(ClientOptions(port=port), world.n_tracks)
+    sim.begin_day(1)
     c0, w0 = time.process_time(), time.perf_counter()
-    code = run_main(
-        ["--episodes", str(episodes), "--config", str(cfg), "single", "--recommender", "remote",
-         "--days", "1", "--concurrency", str(concurrency), "--no-progress", "--quiet"]
-    )
-    cpu, wall = time.process_time() - c0, time.perf_counter() - w0
-    cfg.unlink()
-    if code != 0:
-        raise SystemExit(f"sim.run exited {code}")
-    return cpu, wall, runner.LAST_RUN_REQUESTS
+    sim.run(1, agent, make_jobs(episodes), concurrency)
+    return time.process_time() - c0, time.perf_counter() - w0, agent.requests
 
 
 def main() -> None:

@@ -340,3 +340,18 @@ def test_repo_default_config_is_valid():
     assert cfg.service.port == 5001 and cfg.service.host == "127.0.0.1"
     p = cfg.model_params()
     assert not (p.returning_users or p.daily_hype or p.taste_drift)
+
+
+def test_returning_users_add_dau_column(capsys, tmp_path, small_world_dir):
+    cfg = write_config(tmp_path / "ru.yml", small_world_dir,
+                       extra="user_model:\n  returning_users: true\n")
+    code, out, err = run_cli(capsys, "--episodes", "200", "--config", str(cfg), "single",
+                             "--recommender", "dummy", "--days", "3", "--out",
+                             str(tmp_path / "ru.jsonl"))
+    assert code == 0, err
+    assert "| DAU |" in out.replace("  ", " ") or " DAU " in out
+    rows = table_rows(out)
+    recs = [json.loads(x) for x in (tmp_path / "ru.jsonl").read_text().splitlines()]
+    for day in ("1", "2", "3"):
+        assert int(rows[day][-1]) == len({r["user"] for r in recs if str(r["day"]) == day})
+        assert int(rows[day][1]) == sum(1 for r in recs if str(r["day"]) == day)

@@ -58,13 +58,12 @@ class Progress:
 
 
 def _check_track(rec: Any, n_tracks: int, who: str, user: int) -> int:
-    try:
-        t = int(rec)
-    except (TypeError, ValueError):
-        raise AgentError(f"{who} returned {rec!r} for user {user}, not a track id") from None
-    if t != rec or not 0 <= t < n_tracks:
+    if isinstance(rec, bool) or not isinstance(rec, int | np.integer):
+        raise AgentError(f"{who} returned {rec!r} for user {user}, not an integer track id")
+    t = int(rec)
+    if not 0 <= t < n_tracks:
         raise AgentError(
-            f"{who} returned track {rec!r} for user {user}, outside the catalog (0..{n_tracks - 1})"
+            f"{who} returned track {t} for user {user}, outside the catalog (0..{n_tracks - 1})"
         )
     return t
 
