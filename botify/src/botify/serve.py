@@ -205,6 +205,7 @@ def _worker_app(factory_spec: str, settings: Settings, catalog: Catalog | None) 
     The catalog parsed by the master is inherited through fork (no re-parse per
     worker) when the factory accepts it.
     """
+    _startup_signals_in_worker()
     try:
         factory = import_factory(factory_spec)
         kwargs: dict[str, Any] = {}
@@ -217,6 +218,23 @@ def _worker_app(factory_spec: str, settings: Settings, catalog: Catalog | None) 
         os._exit(3)
     _flush_logs_at_worker_exit()
     return app
+
+
+def _startup_signals_in_worker() -> None:
+    """Close the window in which a starting worker would ignore SIGTERM.
+
+    A forked worker inherits the master's granian handler, which only sets a flag in
+    the child's copy of the server: a SIGTERM arriving before granian installs the
+    worker's own handler would be lost, the worker would serve on, and the master
+    would wait for it forever. So: exit now if the stop already came, else die on
+    SIGTERM/SIGINT until the app (whose event log chains onto this) and then granian
+    install their handlers. A worker that is still starting has served nothing.
+    """
+    server = _GRANIAN_SERVER
+    if server is not None and getattr(server, "interrupt_signal", False):
+        os._exit(0)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _flush_logs_at_worker_exit() -> None:
@@ -235,6 +253,14 @@ def _flush_logs_at_worker_exit() -> None:
             eventlog.close_all(10.0)
 
     util.Finalize(None, flush, exitpriority=100)
+
+
+#: the granian server of this process tree (read by forked workers, see above)
+_GRANIAN_SERVER: Any = None
+
+#: seconds a worker gets to drain and flush after SIGTERM before it is killed (safety
+#: net; below compose's stop_grace_period of 20 s so the master still cleans up)
+WORKER_KILL_TIMEOUT = 15
 
 
 def _raise_exit(signum: int, _frame: Any) -> None:
@@ -313,7 +339,10 @@ def _serve_granian(settings: Settings, options: ServerOptions, catalog: Catalog 
         log_enabled=True,
         log_level=LogLevels(level) if level in LogLevels._value2member_map_ else LogLevels.info,
         log_access=options.access_log,
+        workers_kill_timeout=WORKER_KILL_TIMEOUT,
     )
+    global _GRANIAN_SERVER
+    _GRANIAN_SERVER = server
     try:
         server.serve(
             target_loader=partial(_worker_app, options.app_factory, settings, catalog),
