@@ -1,0 +1,197 @@
+"""Offline analysis benchmark: 1M COMPAT events -> load + sessionize + A/B table.
+
+    .venv/bin/python bench/offline_bench.py [--events 1000000] [--course-events N]
+
+Steps:
+1. synthesise ~N events with botify.offline.synth and write them as the service
+   does (2 worker dirs, rotated files) into a temp dir (not timed);
+2. in a fresh child process (so peak RSS is the pipeline's own): time
+   read_events, sessionize and analyze (analyze sessionizes again internally:
+   the "total" is read_events + analyze, i.e. logs to A/B table);
+3. the reference: the course's notebook approach, clearly labelled below:
+   pd.read_json per file, then a per-user Python row loop (iterrows) to
+   sessionize. It runs on the first `--course-events` events of the same data
+   by user (all of them by default) because it is slow.
+
+Prints a markdown table for BENCHMARKS.md and a JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import namedtuple
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def synthesise(n_events: int, logdir: Path, seed: int) -> int:
+    from botify.offline.synth import SynthSpec, generate, n_users_for, write_logs
+
+    spec = SynthSpec(days=2, seed=seed, experiments={"EXP": ("C", "T1")}, effects={"T1": 1.05})
+    spec.n_users = n_users_for(n_events, spec)
+    s = generate(spec)
+    # the per-user activity spread makes the count drift; rescale users once
+    spec.n_users = max(1, int(spec.n_users * n_events / max(len(s.frame), 1)))
+    s = generate(spec)
+    write_logs(s, logdir, workers=2, rotate_every=250_000)
+    return len(s.frame)
+
+
+def run_pipeline(logdir: Path) -> dict[str, float]:
+    """The embedded engine, timed step by step (runs in a child process)."""
+    t0 = time.perf_counter()
+    from botify.offline.ab import analyze
+    from botify.offline.logs import read_events
+    from botify.offline.sessions import sessionize
+
+    t_import = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    loaded = read_events(logdir)
+    t_read = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    s = sessionize(loaded.events)
+    t_sess = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    res = analyze(loaded.events, "EXP")
+    t_ab = time.perf_counter() - t0
+    return {
+        "events": len(loaded.events),
+        "files": loaded.report.files_read,
+        "sessions": len(s.sessions),
+        "users": int(sum(res.users_per_arm.values())),
+        "import_s": t_import,
+        "read_s": t_read,
+        "sessionize_s": t_sess,
+        "ab_s": t_ab,
+        "total_s": t_read + t_ab,
+        "peak_rss_mb": _rss_mb(),
+    }
+
+
+# --------------------------------------------------------------------------- reference
+# THE COURSE'S ROW-LOOP SESSIONIZATION (reference, not botify code): pandas
+# read_json per file, then per (user, arm) a Python loop over rows with iterrows.
+
+CourseSession = namedtuple("CourseSession", ["timestamp", "tracks", "time", "latency"])
+
+
+def course_sessionize(user_data: pd.DataFrame) -> list[dict[str, float]]:
+    sessions = []
+    session = None
+    for _, row in user_data.sort_values("timestamp").iterrows():
+        if session is None:
+            session = CourseSession(row["timestamp"], 0, 0, 0)
+        session = session._replace(
+            tracks=session.tracks + 1,
+            time=session.time + row["time"],
+            latency=session.latency + row["latency"] * 1000,
+        )
+        if row["message"] == "last":
+            sessions.append(session._asdict())
+            session = None
+    return sessions
+
+
+def run_course_reference(logdir: Path, max_events: int | None) -> dict[str, float]:
+    t0 = time.perf_counter()
+    files = sorted(logdir.rglob("events-*.jsonl"))
+    data = pd.concat([pd.read_json(f, lines=True) for f in files])
+    t_read = time.perf_counter() - t0
+    data["treatment"] = data["experiments"].map(lambda e: e["EXP"])
+    if max_events is not None and max_events < len(data):
+        # whole users, so sessions are not cut: the first users by id up to max_events
+        per_user = data.groupby("user").size().sort_index()
+        keep = per_user.index[np.cumsum(per_user.to_numpy()) <= max_events]
+        data = data[data["user"].isin(keep)]
+    n = len(data)
+    t0 = time.perf_counter()
+    sessions = data.groupby(["user", "treatment"]).apply(course_sessionize).explode()
+    t_sess = time.perf_counter() - t0
+    return {
+        "course_read_s": t_read,
+        "course_events": n,
+        "course_sessionize_s": t_sess,
+        "course_sessions": int(sessions.notna().sum()),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--course-events",
+        type=int,
+        default=None,
+        help="events given to the course's row loop (default: all of them)",
+    )
+    ap.add_argument("--skip-course", action="store_true")
+    ap.add_argument("--logs", type=Path, help=argparse.SUPPRESS)  # child mode
+    args = ap.parse_args()
+
+    if args.logs is not None:  # child: time the pipeline only
+        print(json.dumps(run_pipeline(args.logs)))
+        return
+
+    with tempfile.TemporaryDirectory(prefix="botify-offline-bench-") as tmp:
+        logdir = Path(tmp) / "logs"
+        t0 = time.perf_counter()
+        n = synthesise(args.events, logdir, args.seed)
+        t_synth = time.perf_counter() - t0
+        size_mb = sum(f.stat().st_size for f in logdir.rglob("*")) / 1e6
+        print(
+            f"synthesised {n} events ({size_mb:.0f} MB JSON lines) in {t_synth:.1f} s", flush=True
+        )
+        out = subprocess.run(
+            [sys.executable, __file__, "--logs", str(logdir)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+        res["json_mb"] = size_mb
+        if not args.skip_course:
+            print("running the course's row-loop reference (slow)...", flush=True)
+            res.update(run_course_reference(logdir, args.course_events))
+
+    print()
+    print("| step | time |")
+    print("| --- | ---: |")
+    print(
+        f"| read_events ({res['events']} events, {res['files']} files, {res['json_mb']:.0f} MB) | {res['read_s']:.2f} s |"
+    )
+    print(f"| sessionize ({res['sessions']} sessions) | {res['sessionize_s']:.3f} s |")
+    print(
+        f"| A/B table (analyze: filter, sessionize, user level, Welch/Holm/SRM/delta/power; {res['users']} users) | {res['ab_s']:.2f} s |"
+    )
+    print(f"| **total logs -> A/B table** (target <= 5 s) | **{res['total_s']:.2f} s** |")
+    print(f"| peak RSS of the pipeline process | {res['peak_rss_mb']:.0f} MB |")
+    if "course_sessionize_s" in res:
+        rate = res["course_events"] / res["course_sessionize_s"]
+        print(
+            f"| course reference: pd.read_json of the same files | {res['course_read_s']:.2f} s |"
+        )
+        print(
+            f"| course reference: row-loop sessionize of {res['course_events']} events | "
+            f"{res['course_sessionize_s']:.1f} s ({rate:,.0f} events/s) |"
+        )
+        ours = res["events"] / max(res["sessionize_s"], 1e-9)
+        print(f"| vectorised sessionize speed-up vs row loop | {ours / rate:,.0f}x |")
+    print()
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
