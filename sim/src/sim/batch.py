@@ -153,8 +153,8 @@ class BatchEngine:
         self.budget -= self.rng.random(b) >= t
         self.steps += 1
         self.reward += t
-        self.last_track = a
-        self.last_time = t
+        self.last_track = a.copy()   # slots restarted later overwrite these in place
+        self.last_time = t.copy()
         new = np.flatnonzero(~rep)
         if new.size:
             if w >= self.hist.shape[1]:
