@@ -53,6 +53,10 @@ class Tables(TableReader):
         self.service = service
         self.versions: dict[str, str | None] = {}
         self.keys = store.Keys(service.settings.namespace)
+        # Read-through cache of rows, keyed by (table, version, key): a switch changes
+        # the version, so a cached row can never be served for the wrong version.
+        self.cache: dict[tuple[str, str, bytes], np.ndarray | None] = {}
+        self.cache_rows = service.settings.table_cache_rows
 
     def version(self, name: str) -> str | None:
         return self.versions.get(name)
@@ -61,14 +65,40 @@ class Tables(TableReader):
         return self.keys.table_data(name, self.versions[name] or "")
 
     def get(self, name: str, key: int | bytes) -> np.ndarray | None:
-        raw = self.service.redis_call("table", self.service.redis.hget, self._data_key(name), key)
-        return store.unpack_ids(raw) if raw else None
+        return self.get_many(name, [key])[0]
 
-    def get_many(self, name: str, keys: Sequence[int]) -> list[np.ndarray | None]:
+    def get_many(self, name: str, keys: Sequence[int | bytes]) -> list[np.ndarray | None]:
         if not keys:
             return []
-        raws = self.service.redis_call("table", self.service.redis.hmget, self._data_key(name), list(keys))
-        return [store.unpack_ids(r) if r else None for r in raws]
+        version = self.versions.get(name) or ""
+        fields = [k if isinstance(k, bytes) else str(k).encode() for k in keys]
+        cache = self.cache
+        out = [cache.get((name, version, f), _MISS) for f in fields]
+        missing = [i for i, row in enumerate(out) if row is _MISS]
+        if missing:
+            raws = self.service.redis_call(
+                "table", self.service.redis.hmget, self.keys.table_data(name, version), [fields[i] for i in missing]
+            )
+            if self.cache_rows and len(cache) + len(missing) > self.cache_rows:
+                cache.clear()
+            for i, raw in zip(missing, raws, strict=True):
+                row = store.unpack_ids(raw) if raw else None
+                out[i] = row
+                if self.cache_rows:
+                    cache[(name, version, fields[i])] = row
+        return out  # type: ignore[return-value]
+
+
+_MISS = object()
+
+_STATE_SCRIPT = """
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+return {redis.call('LRANGE', KEYS[1], 0, -1), redis.call('SMEMBERS', KEYS[2])}
+"""
 
 
 class RedisUnavailable(Exception):  # noqa: N818 - a state, raised to switch to the fallback path
@@ -89,6 +119,7 @@ class Service:
                 "no redis_url: set BOTIFY_REDIS_URL, or run `python -m botify serve` to start an embedded Redis"
             )
         self.redis = store.connect(settings.redis_url, settings.redis_timeout)
+        self._state_script = self.redis.register_script(_STATE_SCRIPT)
         self.metrics = Metrics(settings.metrics_path)
         self.eventlog = EventLog(settings.log_dir, settings.log_max_bytes, settings.log_rejected)
         self.tables = Tables(self)
@@ -198,36 +229,29 @@ class Service:
     def _fetch_state(
         self, user: int, track: int, time_: float, exps: ExperimentSet
     ) -> tuple[set[int], list[tuple[int, float]]]:
-        """Round trip 1: record the listen, read recent listens and the session's played set."""
-        s = self.settings
-        rk, sk = self.keys.recent(user), self.keys.session(user)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.lpush(rk, f"{track}:{time_!r}")
-        pipe.ltrim(rk, 0, s.recent_listens - 1)
-        pipe.expire(rk, s.recent_ttl)
-        pipe.sadd(sk, track)
-        pipe.expire(sk, s.session_ttl)
-        pipe.lrange(rk, 0, -1)
-        pipe.smembers(sk)
-        refresh = self._refresh_due() and self._refresh_lock.acquire(blocking=False)
-        names: list[str] = []
-        try:
-            if refresh:
-                names = self._table_names(exps)
-                pipe.get(self.keys.catalog_current())
-                for n in names:
-                    pipe.get(self.keys.table_current(n))
-            res = self.redis_call("state", pipe.execute)
-            if refresh:
-                self._apply_refresh(names, res[7:])
-        finally:
-            if refresh:
+        """Round trip 1: record the listen, read recent listens and the session's played set.
+
+        One server-side script (EVALSHA) instead of a 7-command pipeline: one command
+        to pack and parse, and the same atomic effect. At most once per
+        reload_interval, a second small pipeline reads the table pointers.
+        """
+        if self._refresh_due() and self._refresh_lock.acquire(blocking=False):
+            try:
+                self.redis_call("refresh", self.refresh_tables)
+            finally:
                 self._refresh_lock.release()
+        s = self.settings
+        res = self.redis_call(
+            "state",
+            self._state_script,
+            [self.keys.recent(user), self.keys.session(user)],
+            [f"{track}:{time_!r}", track, s.recent_listens, s.recent_ttl, s.session_ttl],
+        )
         recent: list[tuple[int, float]] = []
-        for item in res[5]:
+        for item in res[0]:
             t, _, f = item.partition(b":")
             recent.append((int(t), float(f)))
-        played = {int(x) for x in res[6]}
+        played = {int(x) for x in res[1]}
         return played, recent
 
     def next(self, user: int, track: int, time_: float, t0: float) -> tuple[int, dict[str, Any]]:

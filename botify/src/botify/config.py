@@ -51,6 +51,7 @@ class Settings:
     redis_retry_interval: float = field(default=1.0, metadata=_env("BOTIFY_REDIS_RETRY_INTERVAL"))
     reload_interval: float = field(default=1.0, metadata=_env("BOTIFY_RELOAD_INTERVAL"))
     catalog_load_timeout: float = field(default=60.0, metadata=_env("BOTIFY_CATALOG_LOAD_TIMEOUT"))
+    table_cache_rows: int = field(default=200_000, metadata=_env("BOTIFY_TABLE_CACHE_ROWS"))
     table_keep_versions: int = field(default=3, metadata=_env("BOTIFY_TABLE_KEEP_VERSIONS"))
     log_level: str = field(default="INFO", metadata=_env("BOTIFY_LOG_LEVEL"))
 
@@ -116,6 +117,8 @@ class Settings:
         for name in ("redis_timeout", "redis_retry_interval", "catalog_load_timeout"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.table_cache_rows < 0:
+            raise ConfigError(f"table_cache_rows must be >= 0, got {self.table_cache_rows}")
         if self.reload_interval < 0:
             raise ConfigError(f"reload_interval must be >= 0, got {self.reload_interval}")
 
