@@ -206,3 +206,34 @@ def test_build_get_and_counters():
     client = AsyncClient(ClientOptions(host="example", port=81))
     assert client.build_get(b"/track/1") == b"GET /track/1 HTTP/1.1\r\nHost: example:81\r\n\r\n"
     assert client.requests == 0 and client.retried == 0
+
+
+def test_timeouts_keep_working_across_event_loops():
+    """The CLI runs one asyncio loop per day with the same client: the watchdog follows."""
+    state = {"slow": False}
+
+    def script(c: socket.socket, i: int) -> bool:
+        if state["slow"]:
+            time.sleep(0.6)
+            return False
+        c.sendall(ok())
+        return True
+
+    srv = RawServer(script)
+    agent = RemoteAgent(ClientOptions(port=srv.port, retries=0, timeout=0.2), n_tracks=10)
+
+    async def one() -> int:
+        slot: list = [None]
+        try:
+            return await agent.next(slot, 1, 2, 0.5)
+        finally:
+            if slot[0] is not None:
+                slot[0].close()
+
+    assert asyncio.run(one()) == 3
+    state["slow"] = True
+    t0 = time.perf_counter()
+    with pytest.raises(ServiceError, match="no answer within 0.2 s"):
+        asyncio.run(one())
+    assert time.perf_counter() - t0 < 0.55
+    srv.close()
