@@ -253,7 +253,7 @@ def simulate_day(opts: LabOptions, day: int, sim_cfg: Path, run_dir: Path) -> No
 
 
 def train_and_deploy(
-    opts: LabOptions, day: int, run_dir: Path, redis_url: str
+    opts: LabOptions, day: int, run_dir: Path, redis_url: str, champion: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Train every model on all logs so far, load each as a new live table version."""
     import redis as redis_lib
@@ -281,7 +281,10 @@ def train_and_deploy(
             version = store.load_table(client, model, path, "botify")
             store.switch_table(client, model, version, "botify")
             served_by = SERVED_BY[model] if art.kind != "user" else "indexed"
-            recommenders[model] = {"class": served_by, "table": model}
+            # Cold tracks and users fall back to the champion first: a production model
+            # never serves worse than the baseline it is meant to replace.
+            chain = [c for c in (champion,) if c not in (model, "random")] + ["random"]
+            recommenders[model] = {"class": served_by, "table": model, "fallback": chain}
             _say(f"day {day}: trained {model} on {len(events)} events and made it live as "
                  f"table {model} version {version} ({time.monotonic() - t0:.1f} s)")
     finally:
@@ -376,7 +379,7 @@ def run_lab(opts: LabOptions) -> list[DayResult]:
             if day == 1:
                 arms = {"C": BASELINE[0], "T1": BASELINE[1]}
             else:
-                recommenders, leaderboard = train_and_deploy(opts, day, run_dir, redis_url)
+                recommenders, leaderboard = train_and_deploy(opts, day, run_dir, redis_url, champion)
                 challengers = [m for m in opts.models if m != champion]
                 arms = {"C": champion, **{f"T{i + 1}": m for i, m in enumerate(challengers)}}
                 write_experiments(experiments, exp, arms, recommenders)
