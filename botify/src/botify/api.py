@@ -175,6 +175,9 @@ ENDPOINT_LABELS = {
 }
 
 
+_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
+
+
 def register_api(app: Flask, service: Service) -> BotifyApi:
     """Mount the resources and the request timing hooks on `app`."""
     api = BotifyApi(app, catch_all_404s=True)
@@ -200,7 +203,8 @@ def register_api(app: Flask, service: Service) -> BotifyApi:
     def _count(resp: Response) -> Response:
         t0 = getattr(g, "botify_t0", None)
         endpoint = ENDPOINT_LABELS.get(request.endpoint or "", "unmatched")
-        metrics.inc("botify_http_requests_total", (endpoint, request.method, str(resp.status_code)))
+        method = request.method if request.method in _METHODS else "OTHER"  # bounded label values
+        metrics.inc("botify_http_requests_total", (endpoint, method, str(resp.status_code)))
         if t0 is not None:
             metrics.observe("botify_http_request_duration_seconds", (endpoint,), perf() - t0)
         return resp
