@@ -107,6 +107,10 @@ def _run(cmd: list[str], what: str, **kw: Any) -> None:
 
 def ensure_world(opts: LabOptions) -> Path:
     """Generate the world once; later runs reuse it (same seed and sizes)."""
+    import importlib.util
+
+    if importlib.util.find_spec("sim") is None:
+        raise LabError("the simulator package is not installed: pip install ./sim (or make install)")
     meta = opts.world / "world.json"
     if meta.is_file():
         info = orjson.loads(meta.read_bytes())
