@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from botify.offline.models import get_model
-from botify.offline.models.base import TrainData, topk_by_row, topk_dense
+from botify.offline.models.base import TrainData, aggregate_pairs, topk_by_row, topk_dense
 from botify.offline.models.planted import planted_events, successor
 from botify.offline.sessions import sessionize
 
@@ -58,6 +58,24 @@ def test_topk_helpers_break_ties_by_id():
     assert topk_dense(s, 2).tolist() == [[1, 2]]
     excl = np.array([[False, True, False, False]])
     assert topk_dense(s, 4, excl).tolist() == [[2, 0, 3, 1]]
+
+
+def test_aggregate_pairs_packed_path_matches_float_path():
+    rng = np.random.default_rng(0)
+    r, c = rng.integers(0, 30, 5000), rng.integers(0, 40, 5000)
+    v = rng.random(5000)
+    exact = aggregate_pairs(r, c, v, 40)
+    packed = aggregate_pairs(r, c, v, 40, unit_weights=True)
+    for a, b in zip(exact[:3], packed[:3], strict=True):
+        assert np.array_equal(a, b)
+    np.testing.assert_allclose(packed[3], exact[3], rtol=0, atol=1e-9)
+    # hand example: (0,1) twice, (1,0) once; rows are CSR-ordered
+    keys, indptr, cols, vals = aggregate_pairs([1, 0, 0], [0, 1, 1], [0.5, 0.25, 0.25], 2,
+                                               unit_weights=True)
+    assert keys.tolist() == [0, 1] and indptr.tolist() == [0, 1, 2] and cols.tolist() == [1, 0]
+    np.testing.assert_allclose(vals, [0.5, 0.5])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        aggregate_pairs([0], [0], [2.0], 1, unit_weights=True)
 
 
 # --- top_pop ----------------------------------------------------------------------

@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.sparse as sp
 
 from botify.offline.artifacts import Artifact
-from botify.offline.models.base import TrainData, topk_by_row
+from botify.offline.models.base import TrainData, aggregate_pairs, topk_csr
 
 KIND = "i2i"
 
@@ -28,7 +27,8 @@ class Params:
         default=0.5, metadata={"help": "divide by popularity**alpha (0 = raw co-occurrence)"}
     )
     decay: float = field(
-        default=1.0, metadata={"help": "pair weight multiplier per step of distance (1 = none)"}
+        default=1.0,
+        metadata={"help": "pair weight multiplier per step of distance, in (0, 1] (1 = none)"},
     )
     min_time: float = field(
         default=0.0, metadata={"help": "plays listened less than this fraction are ignored"}
@@ -38,10 +38,15 @@ class Params:
     )
 
 
-def cooccurrence(data: TrainData, params: Params) -> sp.csr_matrix:
-    """Symmetric track x track matrix of summed pair weights ``time_a * time_b``."""
+def cooccurrence(
+    data: TrainData, params: Params
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Symmetric co-occurrence of summed pair weights ``time_a * time_b`` as CSR parts
+    (rows, indptr, cols, values); see base.aggregate_pairs."""
     if params.window < 1:
         raise ValueError("window must be >= 1")
+    if not 0.0 < params.decay <= 1.0:
+        raise ValueError("decay must be in (0, 1]")
     t = np.where(data.time >= params.min_time, data.time, 0.0)
     rows, cols, vals = [], [], []
     for d in range(1, params.window + 1):
@@ -55,24 +60,25 @@ def cooccurrence(data: TrainData, params: Params) -> sp.csr_matrix:
         rows += [a, b]
         cols += [b, a]
         vals += [w, w]
-    n = data.n_tracks
     if not rows:
-        return sp.csr_matrix((n, n), dtype=np.float64)
-    m = sp.coo_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
-    ).tocsr()
-    m.sum_duplicates()
-    return m
+        e = np.empty(0, dtype=np.int64)
+        return e, np.zeros(1, dtype=np.int64), e, np.empty(0)
+    return aggregate_pairs(
+        np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), data.n_tracks,
+        unit_weights=params.decay <= 1.0,
+    )
 
 
 def fit(data: TrainData, params: Params, *, k: int, seed: int) -> Artifact:
     """Top-k neighbours per track by popularity-normalised co-occurrence (deterministic)."""
-    c = cooccurrence(data, params).tocoo()
+    keys, indptr, cols, vals = cooccurrence(data, params)
     if params.min_support > 0:
-        keep = c.data >= params.min_support
-        c = sp.coo_matrix((c.data[keep], (c.row[keep], c.col[keep])), shape=c.shape)
-    pop = np.asarray(c.sum(axis=1)).ravel()  # a track's total pair weight: its popularity
-    with np.errstate(divide="ignore", invalid="ignore"):
-        norm = np.where(pop > 0, pop, 1.0) ** params.alpha
-    score = c.data / (norm[c.row] * norm[c.col])
-    return Artifact("i2i", lists=topk_by_row(c.row, c.col, score, k))
+        vals = np.where(vals >= params.min_support, vals, 0.0)  # zero scores are dropped
+    # a track's total pair weight is its popularity (rows hold every track with a pair)
+    pop = np.zeros(data.n_tracks)
+    if len(keys):
+        pop[keys] = np.add.reduceat(vals, indptr[:-1])
+    norm = np.where(pop > 0, pop, 1.0) ** params.alpha
+    row_of = np.repeat(keys, np.diff(indptr))
+    score = vals / (norm[row_of] * norm[cols])
+    return Artifact("i2i", lists=topk_csr(keys, indptr, cols, score, k))
