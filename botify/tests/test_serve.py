@@ -199,3 +199,15 @@ def test_fault_port_in_use(tmp_path: Path, catalog: Path, experiments: Path) -> 
 def test_fault_bad_setting_is_one_line(tmp_path: Path, catalog: Path) -> None:
     code, out = _fault(tmp_path, catalog, extra_env={"BOTIFY_WORKERS": "many"})
     _assert_one_clear_line(code, out, "workers")
+
+
+def test_sigterm_while_workers_still_start_stops_promptly(tmp_path: Path, catalog: Path, experiments: Path) -> None:
+    """Regression: a worker forked just before SIGTERM used to ignore it; the master then waited forever."""
+    for k in range(3):
+        svc = start_service(catalog=catalog, log_dir=tmp_path / "logs", experiments=experiments,
+                            workers=3, run_dir=tmp_path / f"run{k}")  # returns at the first healthy worker
+        kids = children_of(svc.proc.pid)
+        t0 = time.monotonic()
+        code = svc.stop(signal.SIGTERM, timeout=12)
+        assert code == 0 and time.monotonic() - t0 < 12, svc.output()[-2000:]
+        assert not any(pid_alive(p) for p in kids)
