@@ -92,10 +92,8 @@ def test_day_streams_shared_session_streams_per_process(small_world):
     assert session_rng(a.root, 1, 0).random() != session_rng(b.root, 1, 0).random()
 
 
-def test_split_jobs_keeps_global_episode_numbers():
-    parts = split_jobs(None, 3, 2)
-    assert parts == [[(0, None), (1, None), (2, None)], [(3, None), (4, None), (5, None)]]
-    parts = split_jobs([10, 11, 12, 13, 14], 3, 2)
-    assert [e for p in parts for e, _ in p] == [0, 1, 2, 3, 4]
-    assert [u for p in parts for _, u in p] == [10, 11, 12, 13, 14]
+def test_split_jobs_by_user_keeps_global_episode_numbers():
+    parts = split_jobs([10, 11, 12, 13, 14, 10], 2)
+    assert parts == [[(0, 10), (2, 12), (4, 14), (5, 10)], [(1, 11), (3, 13)]]
     assert make_jobs(2, [5, 6], offset=4) == [(4, 5), (5, 6)]
+    assert make_jobs(2) == [(0, None), (1, None)]

@@ -376,8 +376,8 @@ def run_multi(opts: Options, cfg: SimConfig, episodes_out: list[Episode], dau: d
         days = _Days(opts)
         day = 1
         while True:
-            users = parent.users_for_day(day, opts.episodes * n_proc)
-            parts = split_jobs(users, opts.episodes, n_proc)
+            users = parent.all_users_for_day(day, opts.episodes * n_proc)
+            parts = split_jobs(users, n_proc)
             total = sum(len(part) for part in parts)
             for c, part in zip(conns, parts, strict=True):
                 _send(c, {"day": day, "jobs": part})
@@ -394,7 +394,7 @@ def run_multi(opts: Options, cfg: SimConfig, episodes_out: list[Episode], dau: d
                     for i, p in enumerate(procs):
                         if i not in results and not p.is_alive() and not conns[i].poll():
                             raise _WorkerFailedError(f"worker {i} died (exit code {p.exitcode})", "crash")
-            eps = [e for i in range(n_proc) for e in results[i]]  # deterministic merge: process order
+            eps = sorted((e for i in range(n_proc) for e in results[i]), key=lambda e: e.episode)
             _finish_day(opts, parent, day, eps, episodes_out, dau, writer)
             if not days.more(day):
                 break

@@ -11,6 +11,7 @@ process of a ``multi`` run sees the same day.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -107,22 +108,43 @@ async def run_sessions_async(
 ) -> list[Episode]:
     """Up to ``concurrency`` sessions in flight, each on its own keep-alive connection.
 
+    A user never has two sessions in flight: a later session of a busy user
+    waits, and waiting sessions of one user start in episode order. A real
+    listener has one session at a time, the service sessionizes its logs per
+    user, and a service that keeps per-user state sees the same sequence of
+    requests per user on every run.
+
     The first failing session (ServiceError) cancels the others and is re-raised.
     Results are returned in episode order whatever order the sessions finished in.
     """
     out: list[Episode] = []
     it = iter(jobs)
+    loop = asyncio.get_running_loop()
+    busy: dict[int, deque[asyncio.Future[None]]] = {}  # user -> FIFO of waiting sessions
 
     async def worker() -> None:
         slot: list[Any] = [None]
         try:
             for episode, user in it:
                 s = model.start_session(session_rng(root, day, episode), user)
+                u = s.user
+                waiting = busy.get(u)
+                if waiting is None:
+                    busy[u] = deque()
+                else:
+                    turn = loop.create_future()
+                    waiting.append(turn)
+                    await turn  # handed over by the session before, in FIFO order
                 while not s.done:
-                    rec = await agent.next(slot, s.user, s.last_track, s.last_time)
+                    rec = await agent.next(slot, u, s.last_track, s.last_time)
                     s.listen(rec)  # only a valid answer advances the session
-                await agent.last(slot, s.user, s.last_track, s.last_time)
-                out.append(Episode(day, episode, int(s.user), int(s.steps), float(s.reward)))
+                await agent.last(slot, u, s.last_track, s.last_time)
+                waiting = busy[u]
+                if waiting:
+                    waiting.popleft().set_result(None)
+                else:
+                    del busy[u]
+                out.append(Episode(day, episode, int(u), int(s.steps), float(s.reward)))
                 if progress is not None:
                     progress.update(1)
         finally:
@@ -174,18 +196,17 @@ def make_day_process(world: Any, params: Any) -> Any:
     return DayProcess(world.n_users, params)
 
 
-def split_jobs(users: Sequence[int] | None, n_per_process: int, processes: int) -> list[list[Job]]:
-    """Split one day's sessions over processes; episode numbers stay global and contiguous.
+def split_jobs(users: Sequence[int], processes: int) -> list[list[Job]]:
+    """Split one day's sessions over processes by user (``user % processes``).
 
-    Without returning users every process gets ``n_per_process`` sessions whose users
-    its own model draws; with them the day's user list is cut into near-equal chunks.
+    Episode numbers stay the positions in the day's list, so the merged records
+    read in one global order; all sessions of a user go to one process, so a user
+    never has sessions in flight in two processes at once.
     """
-    if users is None:
-        return [make_jobs(n_per_process, None, offset=i * n_per_process) for i in range(processes)]
-    n = len(users)
-    bounds = [n * i // processes for i in range(processes + 1)]
-    return [make_jobs(bounds[i + 1] - bounds[i], users[bounds[i]:bounds[i + 1]], offset=bounds[i])
-            for i in range(processes)]
+    parts: list[list[Job]] = [[] for _ in range(processes)]
+    for episode, u in enumerate(users):
+        parts[int(u) % processes].append((episode, int(u)))
+    return parts
 
 
 class Simulation:
@@ -223,6 +244,14 @@ class Simulation:
             return None
         users = self.day_process.users_for_day(day, n_sessions, day_rng(self.seed, day, 1))
         return [int(u) for u in users]
+
+    def all_users_for_day(self, day: int, n_sessions: int) -> list[int]:
+        """Who plays each session, decided up front (multi): returning users, else uniform."""
+        users = self.users_for_day(day, n_sessions)
+        if users is not None:
+            return users
+        rng = day_rng(self.seed, day, 1)
+        return rng.integers(0, self.world.n_users, size=n_sessions).tolist()
 
     def end_day(self, episodes: Sequence[Episode]) -> dict[str, Any] | None:
         if self.day_process is None:
