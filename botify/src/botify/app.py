@@ -247,11 +247,8 @@ class Service:
             [self.keys.recent(user), self.keys.session(user)],
             [f"{track}:{time_!r}", track, s.recent_listens, s.recent_ttl, s.session_ttl],
         )
-        recent: list[tuple[int, float]] = []
-        for item in res[0]:
-            t, _, f = item.partition(b":")
-            recent.append((int(t), float(f)))
-        played = {int(x) for x in res[1]}
+        recent = [(int(t), float(f)) for t, _, f in (item.partition(b":") for item in res[0])]
+        played = set(map(int, res[1]))
         return played, recent
 
     def next(self, user: int, track: int, time_: float, t0: float) -> tuple[int, dict[str, Any]]:

@@ -32,6 +32,7 @@ log = logging.getLogger("botify.eventlog")
 
 _STOP = object()
 _BATCH = 4096
+_LINGER = 0.005
 
 _instances: weakref.WeakSet[EventLog] = weakref.WeakSet()
 
@@ -213,6 +214,10 @@ class EventLog:
                 for s in streams.values():
                     s.close()
                 return
+            if len(batch) < _BATCH and not waiters:
+                # Let events accumulate a little: one wake-up and one write() per
+                # batch instead of per request keeps the GIL with the request threads.
+                time.sleep(_LINGER)
 
 
 def flush_all(timeout: float = 10.0) -> None:

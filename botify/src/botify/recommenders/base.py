@@ -70,6 +70,33 @@ class RequestRng:
     def choice(self, seq: Sequence[Any]) -> Any:
         return seq[self.randrange(len(seq))]
 
+    def weighted_sample(self, weights: Sequence[float], k: int) -> list[int]:
+        """Up to k distinct indices drawn without replacement with probability ~ weight.
+
+        Successive draws (k uniforms, not one per item): cheap when k is small.
+        Zero weights are drawn only after every positive one; all zero means uniform.
+        """
+        left = list(range(len(weights)))
+        w = [max(0.0, float(x)) for x in weights]
+        out: list[int] = []
+        while left and len(out) < k:
+            total = sum(w[i] for i in left)
+            if total <= 0.0:
+                j = self.randrange(len(left))
+            else:
+                target = self.random() * total
+                acc = 0.0
+                j = len(left) - 1
+                for pos, i in enumerate(left):
+                    acc += w[i]
+                    if acc > target and w[i] > 0.0:
+                        j = pos
+                        break
+                if w[left[j]] <= 0.0:  # float edge: land on the last positive weight
+                    j = max(pos for pos, i in enumerate(left) if w[i] > 0.0)
+            out.append(left.pop(j))
+        return out
+
     def weighted_order(self, weights: Sequence[float]) -> list[int]:
         """Indices in a weighted random order without replacement (Efraimidis-Spirakis).
 

@@ -140,8 +140,8 @@ class I2I(Recommender):
         tracks = list(weight)
         if not tracks:
             return []
-        order = self.rng.weighted_order([weight[t] for t in tracks])
-        return [tracks[i] for i in order[: self.anchors]]
+        chosen = self.rng.weighted_sample([weight[t] for t in tracks], self.anchors)
+        return [tracks[i] for i in chosen]
 
     def recommend_next(self, user: int, prev_track: int, prev_track_time: float) -> int:
         anchors = self.choose_anchors(self.recent(user)) or [prev_track]
