@@ -187,8 +187,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from botify import demo  # written by the lead; imported lazily so serve never needs it
-
+    try:  # imported lazily: serve and load never need the demo's dependencies
+        from botify import demo
+    except ImportError as exc:
+        raise CLIError(f"demo is not available: {exc}") from None
     return int(demo.main(args.demo_args) or 0)
 
 
