@@ -33,6 +33,14 @@ import pandas as pd
 
 
 def _rss_mb() -> float:
+    """Peak RSS of this process image. ru_maxrss would do, except that Linux carries
+    it across exec: a child would report the parent's peak (the synthesised data)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

@@ -198,6 +198,12 @@ def test_missing_experiment_and_arms(tmp_path: Path) -> None:
     assert "T2" in res.arms and res.srm.observed[res.srm.arms.index("T2")] == 0
     assert any("arm T2 has no users" in w for w in res.warnings)
     assert set(res.table["treatment"]) == {"T1"}
+    # a user whose arm changes mid-run is flagged (assignment must be stable)
+    moved = ev.copy()
+    first_c = moved.index[moved["user"] == 1][0]
+    moved.loc[first_c, "exp:HAND"] = "T1"
+    res = analyze(moved, "HAND")
+    assert any("1 user(s) logged in more than one arm" in w for w in res.warnings)
 
 
 def test_srm_warning_on_broken_split() -> None:

@@ -59,6 +59,21 @@ def sort_arms(arms: Sequence[str], control: str = "C") -> list[str]:
     return ([control] if control in arms else []) + rest
 
 
+def arm_codes(arm: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """(int codes, -1 = no arm; arm names) without materialising a million strings."""
+    if not isinstance(arm.dtype, pd.CategoricalDtype):
+        arm = arm.astype("category")
+    codes = arm.cat.codes.to_numpy().astype(np.int64)
+    return codes, [str(c) for c in arm.cat.categories]
+
+
+def arm_strings(arm: pd.Series) -> np.ndarray:
+    """Arm names as a numpy object array (via the categories: cheap on big frames)."""
+    codes, names = arm_codes(arm)
+    lut = np.array(names + [None], dtype=object)
+    return lut[codes]
+
+
 def user_level(sessions: pd.DataFrame, arm_col: str = "arm") -> pd.DataFrame:
     """The course's per-(arm, user) table from *finished* sessions."""
     s = sessions.loc[sessions["finished"].to_numpy()]
@@ -71,7 +86,7 @@ def user_level(sessions: pd.DataFrame, arm_col: str = "arm") -> pd.DataFrame:
         latency_n=("latency_n", "sum"),
     ).reset_index()
     u = u.rename(columns={arm_col: "arm"})
-    u["arm"] = u["arm"].astype(str)
+    u["arm"] = arm_strings(u["arm"])
     u["latency_ms"] = u["latency_sum"] * 1000.0
     with np.errstate(invalid="ignore", divide="ignore"):
         u["mean_request_latency"] = u["latency_ms"] / u["latency_n"]
@@ -177,9 +192,7 @@ def _timeline(fin: pd.DataFrame, arms: list[str], points: int = 60) -> pd.DataFr
     bucket = lo.floor("min") + pd.to_timedelta(
         ((end - lo.floor("min")).dt.total_seconds() // step + 1) * step, unit="s"
     )
-    df = pd.DataFrame(
-        {"arm": fin["arm"].astype(str).to_numpy(), "bucket": bucket, "time": fin["time"]}
-    )
+    df = pd.DataFrame({"arm": arm_strings(fin["arm"]), "bucket": bucket, "time": fin["time"]})
     g = df.groupby(["arm", "bucket"], sort=True).agg(
         time=("time", "sum"), sessions=("time", "size")
     )
@@ -333,12 +346,14 @@ def analyze(
     if not has.all():
         # The course keeps only events that carry the experiment (groupby drops NaN).
         events = events.loc[has]
-    arms_seen = [str(a) for a in pd.unique(events[col].astype(str))] if len(events) else []
-    users_by_arm = (
-        events.groupby(events[col].astype(str), observed=True)["user"].nunique().to_dict()
-        if len(events)
-        else {}
-    )
+    codes, names = arm_codes(events[col])
+    # distinct (user, arm) pairs: users per arm, and users seen in several arms
+    pairs = pd.DataFrame({"user": events["user"].to_numpy(np.int64), "arm": codes})
+    pairs = pairs.drop_duplicates()
+    per_code = np.bincount(pairs["arm"].to_numpy(), minlength=len(names))
+    users_by_arm = {names[i]: int(k) for i, k in enumerate(per_code) if k > 0}
+    arms_seen = list(users_by_arm)
+    n_multi = int(len(pairs) - pairs["user"].nunique())
     if shares:
         for a in shares:
             users_by_arm.setdefault(a, 0)
@@ -355,8 +370,6 @@ def analyze(
     if not treatments:
         raise AbError(f"experiment {experiment!r} has no treatment arm with users (only {control})")
 
-    multi = events.groupby("user")[col].nunique()
-    n_multi = int((multi > 1).sum())
     if n_multi:
         warnings.append(
             f"{n_multi} user(s) logged in more than one arm of {experiment}: assignment is not stable"
@@ -399,7 +412,7 @@ def analyze(
 
     fin = sess.loc[sess["finished"].to_numpy()]
     lengths = (
-        fin.assign(arm=fin["arm"].astype(str))
+        fin.assign(arm=arm_strings(fin["arm"]))
         .groupby(["arm", "tracks"], observed=True)
         .size()
         .rename("sessions")
