@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m sim.run",
         description="Simulate botify's users against a recommender, day by day.",
         epilog="Example: python -m sim.run --episodes 1000 --config config/env.yml "
-        "single --recommender remote --seed 31337",
+        "single --recommender remote --seed 31337. Exit codes: 0 done, 1 service or agent "
+        "failure, 2 bad arguments/config/data files, 130 interrupted. Docs: sim/CLI.md",
     )
     ap.add_argument("--episodes", type=int, default=1000,
                     help="sessions per day (per process in multi); default 1000")
