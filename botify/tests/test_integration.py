@@ -62,6 +62,7 @@ def test_redis_down_mid_run_falls_back_reports_and_recovers(make_app, settings, 
         time.sleep(0.1)
     assert c.get("/health").status_code == 200
     assert c.get("/track/3").json["track"] == 3
+    assert c.post("/next/2", json={"track": 3, "time": 0.5}).status_code == 200
     flush_all()
     events = read_lines(settings.log_dir)
     down = events[1:52]

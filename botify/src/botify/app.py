@@ -77,7 +77,7 @@ class Tables(TableReader):
         missing = [i for i, row in enumerate(out) if row is _MISS]
         if missing:
             raws = self.service.redis_call(
-                "table", self.service.redis.hmget, self.keys.table_data(name, version), [fields[i] for i in missing]
+                "table", self.service.fast.hmget, self.keys.table_data(name, version), [fields[i] for i in missing]
             )
             if self.cache_rows and len(cache) + len(missing) > self.cache_rows:
                 cache.clear()
@@ -119,7 +119,7 @@ class Service:
                 "no redis_url: set BOTIFY_REDIS_URL, or run `python -m botify serve` to start an embedded Redis"
             )
         self.redis = store.connect(settings.redis_url, settings.redis_timeout)
-        self._state_script = self.redis.register_script(_STATE_SCRIPT)
+        self.fast = store.FastCommands(self.redis)
         self.metrics = Metrics(settings.metrics_path)
         self.eventlog = EventLog(settings.log_dir, settings.log_max_bytes, settings.log_rejected)
         self.tables = Tables(self)
@@ -243,7 +243,8 @@ class Service:
         s = self.settings
         res = self.redis_call(
             "state",
-            self._state_script,
+            self.fast.script,
+            _STATE_SCRIPT,
             [self.keys.recent(user), self.keys.session(user)],
             [f"{track}:{time_!r}", track, s.recent_listens, s.recent_ttl, s.session_ttl],
         )
