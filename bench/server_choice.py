@@ -6,7 +6,7 @@ Same app (botify.app:create_app with an i2i table, and the bare-Flask floor of
 bench/floor_app.py), same Redis (one embedded redis-server on a unix socket), 2
 worker processes, wrk on loopback at 64 connections (and 1 for /next). Servers:
 gunicorn sync, gunicorn gthread (4 threads), gunicorn gevent (if gevent is installed),
-granian WSGI with 1 and 4 threads per worker. gunicorn and gevent are not botify
+granian WSGI with 1, 2 and 4 threads per worker. gunicorn and gevent are not botify
 dependencies: install them into the venv to include them (`pip install gunicorn gevent`).
 """
 
@@ -45,6 +45,7 @@ def servers(workers: int) -> dict[str, list[str] | None]:
         "gunicorn gevent": g + ["-k", "gevent", "--worker-connections", "1000"]
         if has["gunicorn"] and has["gevent"] else None,
         "granian x1": [py, "-m", "botify", "serve", "--workers", str(workers), "--threads", "1"],
+        "granian x2": [py, "-m", "botify", "serve", "--workers", str(workers), "--threads", "2"],
         "granian x4": [py, "-m", "botify", "serve", "--workers", str(workers), "--threads", "4"],
     }
 
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--tracks", type=int, default=50_000)
+    ap.add_argument("--only", default="", help="comma-separated substrings of server names to run")
     args = ap.parse_args(argv)
     d = Path(tempfile.mkdtemp(prefix="botify-server-choice-"))
     rows = []
@@ -105,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                 "BOTIFY_BENCH_TRACKS": str(args.tracks),
             })
             for name, cmd in servers(args.workers).items():
+                if args.only and not any(o.strip() in name for o in args.only.split(",")):
+                    continue
                 if cmd is None:
                     print(f"{name}: not installed, skipped", flush=True)
                     continue

@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
     d = Path(tempfile.mkdtemp(prefix="botify-bench-"))
     services: list[ServiceProcess] = []
+    load_before = os.getloadavg()[0]
     try:
         print(f"[1/6] inputs: {args.tracks} tracks, i2i with {args.neighbours} neighbours ({d})", flush=True)
         catalog, table, experiments = write_inputs(d, args.tracks, args.neighbours, args.seed)
@@ -223,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             "table_version": version,
             "wrk": results,
             "ratio_pct": 100 * results["next_c64"]["rps"] / results["floor_c64"]["rps"],
+            "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "events_next": len(events),
             "answered_next_measured_and_warmup_excluded": answered_200,
             "answered_by": by_rec,
@@ -258,7 +260,9 @@ def markdown(s: dict) -> str:
         f"Measured {s['when']} on {s['machine']}; loopback, wrk {a['wrk_threads']} threads, "
         f"{a['workers']} workers x {a['threads']} thread(s), granian WSGI, embedded Redis (unix socket); "
         f"{a['tracks']} tracks, {a['users']} users, i2i table with {a['neighbours']} neighbours per track; "
-        f"{a['duration']:g} s per run after {a['warmup']:g} s warm-up.",
+        f"{a['duration']:g} s per run after {a['warmup']:g} s warm-up. "
+        f"1-minute load average before/after the run: {s['loadavg_1min'][0]:.1f} / {s['loadavg_1min'][1]:.1f} "
+        f"(anything above ~0.5 means other work shared the {os.cpu_count()} cores).",
         "",
         "| endpoint | connections | req/s | p50 | p99 |",
         "| --- | ---: | ---: | ---: | ---: |",
