@@ -314,3 +314,24 @@ def test_json_has_no_nan(tmp_path: Path) -> None:
     text = json.dumps(res.to_dict(), allow_nan=False, default=str)
     assert "HAND" in text
     assert np.isfinite(res.table["p_value"]).all()
+
+
+def test_effects_table_from_sums_matches_analyze() -> None:
+    """The engine-independent entry point: moments from (n, sum, sum of squares)."""
+    from botify.offline.ab import effects_table
+    from botify.offline.stats import Moments
+
+    ev = events_frame(generate(SynthSpec(n_users=800, seed=17, effects={"T1": 1.2})))
+    res = analyze(ev, "EXP")
+    u = res.user_level
+    moments = {
+        arm: {
+            m: Moments.from_sums(len(g), float(g[m].sum()), float((g[m] ** 2).sum()))
+            for m in METRICS
+        }
+        for arm, g in u.groupby("arm")
+    }
+    t = effects_table(moments, "C", ["T1"])
+    for col in ("effect", "lower", "upper", "p_value", "p_holm"):
+        np.testing.assert_allclose(t[col], res.table[col], rtol=1e-7)
+    assert (t["significant"] == res.table["significant"]).all()

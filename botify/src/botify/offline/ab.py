@@ -158,27 +158,37 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def _effect_rows(
-    per_arm: dict[str, pd.DataFrame],
+def effects_table(
+    moments: dict[str, dict[str, stats.Moments]],
     control: str,
-    treatments: list[str],
-    metrics: Sequence[str],
-    alpha: float,
+    treatments: Sequence[str],
+    metrics: Sequence[str] = METRICS,
+    alpha: float = 0.05,
 ) -> pd.DataFrame:
+    """The course table from per-arm, per-metric moments of the user-level values.
+
+    Engine-independent: a distributed engine aggregates count, sum and sum of
+    squares per (arm, metric), builds `stats.Moments.from_sums`, and gets the
+    very same rows (Welch CI, p-value, Holm across arms x metrics).
+    """
     rows = []
     for arm in treatments:
         for m in metrics:
-            c = per_arm[control][m].to_numpy(np.float64)
-            t = per_arm[arm][m].to_numpy(np.float64)
-            e = stats.welch(
-                stats.Moments.of(c[~np.isnan(c)]), stats.Moments.of(t[~np.isnan(t)]), alpha
-            )
+            e = stats.welch(moments[control][m], moments[arm][m], alpha)
             rows.append({"treatment": arm, "metric": m, **e.to_dict()})
     df = pd.DataFrame(rows)
     if len(df):
         df["p_holm"] = stats.holm(df["p_value"].to_numpy())
         df["significant_holm"] = df["p_holm"] <= alpha
     return df
+
+
+def _moments(u: pd.DataFrame, metrics: Sequence[str]) -> dict[str, stats.Moments]:
+    out = {}
+    for m in metrics:
+        x = u[m].to_numpy(np.float64)
+        out[m] = stats.Moments.of(x[~np.isnan(x)])
+    return out
 
 
 def _timeline(fin: pd.DataFrame, arms: list[str], points: int = 60) -> pd.DataFrame:
@@ -396,7 +406,8 @@ def analyze(
     if users_per_arm[control] == 0:
         raise AbError(f"control arm {control!r} has no user with a finished session")
 
-    table = _effect_rows(per_arm, control, treatments, METRICS, alpha)
+    moments = {a: _moments(per_arm[a], METRICS) for a in [control, *treatments]}
+    table = effects_table(moments, control, treatments, METRICS, alpha)
 
     ratio_rows = []
     for arm in treatments:
@@ -476,6 +487,9 @@ __all__ = [
     "AbResult",
     "analyze",
     "analyze_logs",
+    "arm_codes",
+    "arm_strings",
+    "effects_table",
     "sort_arms",
     "user_level",
 ]
