@@ -211,6 +211,9 @@ def test_sasrec_learns_planted_sequences_and_beats_popularity(planted):
     assert m_sas["ndcg"] > m_pop["ndcg"]
     again = fit("sasrec", d, k=10, seed=7, **params)
     assert again.lines() == art.lines()
+    sampled = fit("sasrec", d, k=10, seed=7, **{**params, "negatives": 16})  # sampled softmax
+    m_smp = score_artifact(sampled, targets, k=10, n_tracks=40, pop_pct=pct)
+    assert m_smp["hit_rate"] > m_pop["hit_rate"] + 0.3
     users = fit("sasrec", d, k=5, seed=7, output="user", **{**params, "epochs": 1})
     assert users.kind == "user" and len(users.lists) == d.user.max() + 1
 

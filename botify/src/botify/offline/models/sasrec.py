@@ -1,7 +1,8 @@
 """A small SASRec-style next-track model (causal self-attention over the session), PyTorch CPU.
 
 Training: every session is cut into windows of ``max_len`` inputs; at each position
-the model predicts the next track with a full softmax over the catalog, each target
+the model predicts the next track with a softmax over the catalog (full up to 20k
+tracks, else sampled against ``negatives`` tracks shared by the batch), each target
 weighted by how much of it was listened (``time_weight``), so skipped tracks do not
 count as positives.
 
@@ -55,6 +56,11 @@ class Params:
     )
     contexts: int = field(
         default=8, metadata={"help": "recent contexts averaged per track (output=i2i)"}
+    )
+    negatives: int = field(
+        default=-1,
+        metadata={"help": "sampled-softmax negatives per batch; 0 = full softmax; "
+                  "-1 = full up to 20k tracks, else 2048"},
     )
     threads: int = field(default=1, metadata={"help": "torch CPU threads (1 = reproducible)"})
 
@@ -155,6 +161,8 @@ def fit(
     w_all = _gather(w_src, start + 1, n_in, p.max_len).astype(np.float32)
     w_all[y_all == 0] = 0.0
     played = np.bincount(data.track, minlength=data.n_tracks) > 0
+    played_ids = np.flatnonzero(played)
+    n_neg = p.negatives if p.negatives >= 0 else (0 if data.n_tracks <= 20_000 else 2048)
 
     prev_threads = torch.get_num_threads()
     prev_det = torch.are_deterministic_algorithms_enabled()
@@ -177,11 +185,24 @@ def fit(
                 for bi in range(n_batches):
                     idx = perm[bi * p.batch_size : (bi + 1) * p.batch_size]
                     xb, yb, wb = x_t[idx], y_t[idx], w_t[idx]
-                    logits = model.scores(model(xb))
+                    h = model(xb)
                     tgt = (yb - 1).clamp(min=0)
-                    loss_all = torch.nn.functional.cross_entropy(
-                        logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), reduction="none"
-                    )
+                    if n_neg == 0:
+                        logits = model.scores(h).reshape(-1, data.n_tracks)
+                        target = tgt.reshape(-1)
+                    else:
+                        # sampled softmax: the positive against negatives shared by the batch
+                        neg = torch.from_numpy(rng.choice(played_ids, n_neg))
+                        emb = model.item.weight[1:]
+                        pos = (h * emb[tgt]).sum(-1, keepdim=True)
+                        logits = torch.cat([pos, h @ emb[neg].T], dim=-1)
+                        # a sampled "negative" equal to the positive is not a negative
+                        clash = torch.cat([torch.zeros_like(pos, dtype=torch.bool),
+                                           neg[None, None, :] == tgt[..., None]], dim=-1)
+                        logits = logits.masked_fill(clash, float("-inf"))
+                        logits = logits.reshape(-1, n_neg + 1)
+                        target = torch.zeros(logits.shape[0], dtype=torch.long)
+                    loss_all = torch.nn.functional.cross_entropy(logits, target, reduction="none")
                     wsum = wb.sum()
                     if wsum <= 0:
                         bar.update()
