@@ -238,3 +238,27 @@ def test_experiments_reload_without_restart(make_app, settings) -> None:  # type
     assert events[1]["experiments"] == {"NEW": events[1]["experiments"]["NEW"]}
     assert events[1]["recommender"] == "sticky_artist"
     assert events[1]["recommendation"] % 6 == 1  # same artist as track 1
+
+
+def test_row_cache_is_warmed_per_version_and_never_stale(make_app, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    write_yaml(settings.experiments_file, "experiments:\n  - name: I2I\n    arms: {C: i2i, T1: i2i}\n")
+    rd = store.connect(settings.redis_url)
+    store.load_catalog(rd, settings.catalog, "t")
+    a = tmp_path / "a.jsonl"
+    a.write_text("".join(json.dumps({"item_id": i, "recommendations": [(i + 1) % 60]}) + "\n" for i in range(60)))
+    va = store.load_table(rd, "i2i", a, "t")
+    store.switch_table(rd, "i2i", va, "t")
+    app = make_app()
+    tables = app.extensions["botify"].tables
+    deadline = time.monotonic() + 5
+    while len(tables.cache) < 60 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(tables.cache) == 60 and all(k[1] == va for k in tables.cache)
+    c = app.test_client()
+    assert c.post("/next/1", json={"track": 10, "time": 1.0}).json["track"] == 11
+    b = tmp_path / "b.jsonl"
+    b.write_text("".join(json.dumps({"item_id": i, "recommendations": [(i + 2) % 60]}) + "\n" for i in range(60)))
+    store.switch_table(rd, "i2i", store.load_table(rd, "i2i", b, "t"), "t")
+    assert c.post("/next/2", json={"track": 10, "time": 1.0}).json["track"] == 12  # new version at once

@@ -67,6 +67,38 @@ class Tables(TableReader):
     def get(self, name: str, key: int | bytes) -> np.ndarray | None:
         return self.get_many(name, [key])[0]
 
+    def warm_async(self, name: str, version: str) -> None:
+        """Fill the row cache with a whole new table version in the background.
+
+        Why: with the table in memory an i2i answer needs no second round trip.
+        Only when the table fits in `table_cache_rows`; reads stay correct
+        without it (read-through), just slower until the cache is warm.
+        """
+        if not self.service.settings.table_warm or not self.cache_rows:
+            return
+
+        def run() -> None:
+            key = self.keys.table_data(name, version)
+            try:
+                client = self.service.redis
+                n = client.hlen(key)
+                if n + len(self.cache) > self.cache_rows:
+                    return
+                t0 = time.perf_counter()
+                cursor = 0
+                while True:
+                    cursor, chunk = client.hscan(key, cursor, count=2000)
+                    for f, raw in chunk.items():
+                        self.cache[(name, version, f)] = store.unpack_ids(raw) if raw else None
+                    if cursor == 0:
+                        break
+                    time.sleep(0)  # let request threads run between chunks
+                log.info("table %s %s: %d rows cached in %.2fs", name, version, n, time.perf_counter() - t0)
+            except Exception as exc:
+                log.warning("table %s: warming the row cache failed: %s", name, exc)
+
+        threading.Thread(target=run, name=f"botify-warm-{name}", daemon=True).start()
+
     def get_many(self, name: str, keys: Sequence[int | bytes]) -> list[np.ndarray | None]:
         if not keys:
             return []
@@ -200,9 +232,12 @@ class Service:
             self._reload_catalog_async()
         new = {n: (v.decode() if v else None) for n, v in zip(names, res[1:], strict=True)}
         for n, v in new.items():
-            if n in self.tables.versions and self.tables.versions[n] != v:
+            old = self.tables.versions.get(n)
+            if n in self.tables.versions and old != v:
                 log.info("table %s: now serving version %s", n, v)
                 self.metrics.inc("botify_reloads_total", (f"table:{n}", "ok"))
+            if v is not None and (n not in self.tables.versions or old != v):
+                self.tables.warm_async(n, v)
         self.tables.versions = new
 
     def _reload_catalog_async(self) -> None:

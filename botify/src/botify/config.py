@@ -52,6 +52,7 @@ class Settings:
     reload_interval: float = field(default=1.0, metadata=_env("BOTIFY_RELOAD_INTERVAL"))
     catalog_load_timeout: float = field(default=60.0, metadata=_env("BOTIFY_CATALOG_LOAD_TIMEOUT"))
     table_cache_rows: int = field(default=200_000, metadata=_env("BOTIFY_TABLE_CACHE_ROWS"))
+    table_warm: bool = field(default=True, metadata=_env("BOTIFY_TABLE_WARM"))
     table_keep_versions: int = field(default=3, metadata=_env("BOTIFY_TABLE_KEEP_VERSIONS"))
     log_level: str = field(default="INFO", metadata=_env("BOTIFY_LOG_LEVEL"))
 
