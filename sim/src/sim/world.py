@@ -250,38 +250,38 @@ class World:
         years = self.track_year.tolist()
         pops = self.track_popularity.tolist()
         aids = self.track_artist.tolist()
-        public = []
-        private = []
-        for t in range(n):
-            rec = {"track": t, "artist": artist[t], "title": self.titles[t],
-                   "genres": self.track_genres[t], "year": years[t], "mood": self.track_mood[t]}
-            public.append(orjson.dumps(rec))
-            rec["artist_id"] = aids[t]
-            rec["popularity"] = pops[t]
-            private.append(orjson.dumps(rec))
-        _write_lines(out / "catalog.jsonl", public)
-        _write_lines(hidden / "tracks.jsonl", private)
+        # Lines are streamed, never accumulated: orjson's bytes objects carry
+        # their allocation slack, and a million of them cost gigabytes.
+        with _LineWriter(out / "catalog.jsonl") as pub, \
+                _LineWriter(hidden / "tracks.jsonl") as priv:
+            for t in range(n):
+                rec = {"track": t, "artist": artist[t], "title": self.titles[t],
+                       "genres": self.track_genres[t], "year": years[t],
+                       "mood": self.track_mood[t]}
+                pub.add(orjson.dumps(rec))
+                rec["artist_id"] = aids[t]
+                rec["popularity"] = pops[t]
+                priv.add(orjson.dumps(rec))
         np.save(hidden / "embeddings.npy", np.ascontiguousarray(self.embeddings, dtype=np.float32))
         fans = self.artist_fans.tolist()
-        _write_lines(hidden / "artists.jsonl", [
-            orjson.dumps({"artist_id": a, "name": self.artist_names[a],
-                          "country": self.artist_country[a], "genre": self.artist_genre[a],
-                          "fans": fans[a]})
-            for a in range(self.n_artists)])
+        with _LineWriter(hidden / "artists.jsonl") as fh:
+            for a in range(self.n_artists):
+                fh.add(orjson.dumps({"artist_id": a, "name": self.artist_names[a],
+                                     "country": self.artist_country[a],
+                                     "genre": self.artist_genre[a], "fans": fans[a]}))
         flat = self.interests.tolist()
         off = self.interest_offsets.tolist()
         bias = self.consume_bias.tolist()
         sharp = self.consume_sharpness.tolist()
         ov = {k: v.tolist() for k, v in self.overrides.items()}
-        lines = []
-        for u in range(self.n_users):
-            rec = {"user": u, "interests": flat[off[u]:off[u + 1]],
-                   "consume_bias": bias[u], "consume_sharpness": sharp[u]}
-            for key, vals in ov.items():
-                if vals[u] == vals[u]:  # not NaN
-                    rec[key] = vals[u]
-            lines.append(orjson.dumps(rec))
-        _write_lines(hidden / "users.jsonl", lines)
+        with _LineWriter(hidden / "users.jsonl") as fh:
+            for u in range(self.n_users):
+                rec = {"user": u, "interests": flat[off[u]:off[u + 1]],
+                       "consume_bias": bias[u], "consume_sharpness": sharp[u]}
+                for key, vals in ov.items():
+                    if vals[u] == vals[u]:  # not NaN
+                        rec[key] = vals[u]
+                fh.add(orjson.dumps(rec))
         files = ["catalog.jsonl", "hidden/tracks.jsonl", "hidden/embeddings.npy",
                  "hidden/users.jsonl", "hidden/artists.jsonl"]
         meta = dict(self.meta)
@@ -368,6 +368,32 @@ def _read_jsonl(path: Path, orjson) -> list[dict]:
             except orjson.JSONDecodeError as exc:
                 raise WorldError(f"{path}:{i}: invalid JSON ({exc})") from exc
     return out
+
+
+class _LineWriter:
+    """Buffered JSON-lines writer: joins lines in chunks (fast, bounded memory)."""
+
+    def __init__(self, path: Path, chunk: int = 4096) -> None:
+        self.fh = open(path, "wb")
+        self.buf: list[bytes] = []
+        self.chunk = chunk
+
+    def add(self, line: bytes) -> None:
+        self.buf.append(line)
+        if len(self.buf) >= self.chunk:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.buf:
+            self.fh.write(b"\n".join(self.buf) + b"\n")
+            self.buf = []
+
+    def __enter__(self) -> _LineWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._flush()
+        self.fh.close()
 
 
 def _write_lines(path: Path, lines: Sequence[bytes]) -> None:
