@@ -290,7 +290,7 @@ def evaluate_models(
     An artifact file is evaluated as is; when its meta says it saw data at or after
     the cutoff, the row gets a ``leak`` warning because its numbers are optimistic.
     """
-    from botify.offline.models import MODELS, get_model
+    from botify.offline.models import MODELS, fit_model, get_model
     from botify.offline.train import make_params
 
     targets = next_track_targets(test, min_time)
@@ -314,12 +314,8 @@ def evaluate_models(
             train_s = float("nan")
         elif str(spec) in MODELS:
             name = label = str(spec)
-            mod = get_model(name)
-            p = make_params(mod, (params or {}).get(name, {}))
-            fit_kw: dict[str, Any] = {"k": list_len, "seed": seed}
-            if name == "sasrec":
-                fit_kw["progress"] = progress
-            art = mod.fit(tdata, p, **fit_kw)
+            p = make_params(get_model(name), (params or {}).get(name, {}))
+            art = fit_model(name, tdata, p, k=list_len, seed=seed, progress=progress)
             train_s = time.perf_counter() - t0
         else:
             raise ValueError(f"{spec}: neither an artifact file nor a model ({', '.join(MODELS)})")

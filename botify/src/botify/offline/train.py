@@ -26,7 +26,7 @@ import orjson
 import pandas as pd
 
 from botify.offline.artifacts import Artifact, write_artifact
-from botify.offline.models import MODELS, SERVED_BY, get_model
+from botify.offline.models import MODELS, SERVED_BY, fit_model, get_model
 from botify.offline.models.base import TrainData, params_dict
 
 
@@ -131,10 +131,7 @@ def train_artifact(
             metrics = {"skipped": str(exc)}
     data = TrainData.from_events(events, n_tracks)
     t0 = time.perf_counter()
-    fit_kw: dict[str, Any] = {"k": k, "seed": seed}
-    if model == "sasrec":
-        fit_kw["progress"] = progress
-    art = mod.fit(data, p, **fit_kw)
+    art = fit_model(model, data, p, k=k, seed=seed, progress=progress)
     seconds = time.perf_counter() - t0
     if len(art) == 0 or (art.kind == "top" and not art.top):
         raise TrainError(f"{model}: the logs gave nothing to recommend (empty artifact)")

@@ -9,7 +9,9 @@ only needed when used.
 from __future__ import annotations
 
 import importlib
+import inspect
 from types import ModuleType
+from typing import Any
 
 MODELS: dict[str, str] = {
     "top_pop": "botify.offline.models.top_pop",
@@ -44,4 +46,20 @@ def get_model(name: str) -> ModuleType:
         ) from exc
 
 
-__all__ = ["MODELS", "SERVED_BY", "get_model"]
+def fit_model(name: str, data: Any, params: Any, *, k: int, seed: int,
+              progress: bool = False) -> Any:
+    """Run ``name``'s fit; a missing optional dependency becomes a one-line hint."""
+    mod = get_model(name)
+    kw: dict[str, Any] = {"k": k, "seed": seed}
+    if "progress" in inspect.signature(mod.fit).parameters:
+        kw["progress"] = progress
+    try:
+        return mod.fit(data, params, **kw)
+    except ImportError as exc:
+        raise ImportError(
+            f"model {name!r} needs an optional dependency ({exc.name or exc}); "
+            "install it with: pip install -e './botify[train]'"
+        ) from exc
+
+
+__all__ = ["MODELS", "SERVED_BY", "fit_model", "get_model"]
