@@ -257,6 +257,9 @@ def markdown(s: dict) -> str:
     f64, n64, f1, n1 = w["floor_c64"], w["next_c64"], w["floor_c1"], w["next_c1"]
     st = s["startup_s"]
     lines = [
+        "Command: `.venv/bin/python bench/service_bench.py --write-benchmarks` (about 2 minutes; "
+        "raw figures in `bench/results/service.json`). Method: docs/serving.md and the script's docstring.",
+        "",
         f"Measured {s['when']} on {s['machine']}; loopback, wrk {a['wrk_threads']} threads, "
         f"{a['workers']} workers x {a['threads']} thread(s), granian WSGI, embedded Redis (unix socket); "
         f"{a['tracks']} tracks, {a['users']} users, i2i table with {a['neighbours']} neighbours per track; "
