@@ -47,10 +47,21 @@ def test_train_cli_writes_valid_artifact_and_meta(logs, catalog, tmp_path, model
     m = meta["metrics"]
     assert m["split"]["how"] == "last-day" and 0.0 <= m["hit_rate"] <= 1.0
     assert {"created_at", "served_by", "n_tracks"} <= set(meta)
+    assert meta["served_by"] == {"top_pop": "top_pop", "i2i": "i2i", "contextual": "contextual",
+                                 "mf": "indexed"}[model]
     if model == "contextual":
         art = load_artifact(out)
         assert all(art.lists[a][0] == successor(a, N) for a in range(N))
         assert m["hit_rate"] == pytest.approx(1.0)
+
+
+def test_mf_item_output_is_served_by_i2i(logs, tmp_path):
+    out = tmp_path / "mf_i2i.jsonl"
+    assert train_main(["mf", "--logs", str(logs), "--out", str(out), "--output", "i2i",
+                       "--factors", "8", "--no-eval", "--quiet"]) == 0
+    meta = read_meta(out)
+    assert meta["kind"] == "i2i" and meta["served_by"] == "i2i"
+    assert meta["params"]["output"] == "i2i" and meta["params"]["factors"] == 8
 
 
 def test_train_cli_same_seed_same_bytes(logs, tmp_path):

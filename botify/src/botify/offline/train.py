@@ -138,7 +138,7 @@ def train_artifact(
     meta = {
         "model": model,
         "kind": art.kind,
-        "served_by": SERVED_BY[model] if art.kind != "user" else "indexed",
+        "served_by": served_by(model, art.kind),
         "params": {**params_dict(p), "k": k, "seed": seed},
         "data_window": data_window(events),
         "n_tracks": n_tracks,
@@ -147,6 +147,15 @@ def train_artifact(
         "metrics": metrics,
     }
     return art, meta
+
+
+def served_by(model: str, kind: str) -> str:
+    """The service recommender that reads this artifact kind (docs/recommenders.md)."""
+    if kind == "user":
+        return "indexed"
+    if kind == "top":
+        return "top_pop"
+    return SERVED_BY[model] if SERVED_BY[model] in ("i2i", "contextual") else "i2i"
 
 
 def _field_type(f: dataclasses.Field[Any]) -> type:
@@ -240,4 +249,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = ["TrainError", "build_parser", "catalog_size", "load_sessionized", "main",
-           "make_params", "train_artifact"]
+           "make_params", "served_by", "train_artifact"]
