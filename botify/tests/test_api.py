@@ -262,3 +262,32 @@ def test_row_cache_is_warmed_per_version_and_never_stale(make_app, settings, tmp
     b.write_text("".join(json.dumps({"item_id": i, "recommendations": [(i + 2) % 60]}) + "\n" for i in range(60)))
     store.switch_table(rd, "i2i", store.load_table(rd, "i2i", b, "t"), "t")
     assert c.post("/next/2", json={"track": 10, "time": 1.0}).json["track"] == 12  # new version at once
+
+
+def test_broken_recommenders_cost_a_fallback_not_a_500(make_app, settings) -> None:  # type: ignore[no-untyped-def]
+    from botify.recommenders import REGISTRY, Recommender, register
+
+    @register("test_out_of_catalog")
+    class OutOfCatalog(Recommender):
+        fallback = ("test_raises",)
+
+        def recommend_next(self, user: int, prev_track: int, prev_track_time: float) -> int:
+            return 10**6
+
+    @register("test_raises")
+    class Raises(Recommender):
+        def recommend_next(self, user: int, prev_track: int, prev_track_time: float) -> int:
+            raise IndexError("bug")
+
+    try:
+        write_yaml(settings.experiments_file,
+                   "experiments:\n  - name: B\n    arms: {C: test_out_of_catalog, T1: test_out_of_catalog}\n")
+        c = make_app().test_client()
+        r = c.post("/next/1", json={"track": 4, "time": 0.5})
+        assert r.status_code == 200 and 0 <= r.json["track"] < 60
+        flush_all()
+        e = read_lines(settings.log_dir)[-1]
+        assert (e["recommender"], e["fallback"]) == ("random", "invalid_answer")
+    finally:
+        REGISTRY.pop("test_out_of_catalog", None)
+        REGISTRY.pop("test_raises", None)

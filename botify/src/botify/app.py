@@ -14,6 +14,7 @@ one more round trip for table rows, then an enqueue to the log writer.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -39,7 +40,7 @@ from botify.recommenders import (
     TableReader,
     random_track,
 )
-from botify.recommenders.base import set_state
+from botify.recommenders.base import current_state, set_state
 
 log = logging.getLogger("botify")
 
@@ -353,6 +354,13 @@ class Service:
                 reason = reason or fb.reason
                 queue.extend(inst.fallback_chain)
                 continue
+            except RedisUnavailable:
+                raise
+            except Exception:  # a bug in a recommender must cost a fallback, not a 500
+                log.exception("recommender %s failed", name)
+                reason = reason or "error"
+                queue.extend(inst.fallback_chain)
+                continue
             rec = int(rec)
             if not 0 <= rec < self.catalog.size:
                 log.error("recommender %s returned %r, not a catalog track", name, rec)
@@ -360,10 +368,8 @@ class Service:
                 queue.extend(inst.fallback_chain)
                 continue
             return rec, name, reason
-        # every chain exhausted: the in-process random always answers
+        # every chain exhausted (a misconfigured chain): the in-process random always answers
         state_rng = RequestRng(self.settings.seed, user, track, -1)
-        from botify.recommenders.base import current_state
-
         return random_track(self.catalog.size, state_rng, current_state().played, track), "random", reason or "exhausted"
 
     def last(self, user: int, track: int, time_: float, t0: float) -> dict[str, Any]:
@@ -435,7 +441,7 @@ class Service:
             "tables": dict(self.tables.versions),
             "experiments": [e.name for e in exps.experiments],
             "experiments_error": self.experiments.last_error,
-            "pid": __import__("os").getpid(),
+            "pid": os.getpid(),
             "uptime": round(time.time() - self.started, 3),
         }
         if not ready:
