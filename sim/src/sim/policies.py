@@ -99,19 +99,6 @@ class I2IPolicy:
     def recommend(self, user: int, track: int, time: float) -> int:
         return int(self._pick(np.array([track]))[0])
 
-    def track_table(self, per_artist: int = 3) -> dict[int, list[int]]:
-        """COMPAT-style item-to-item lists {track: [ids]} (first tracks of related artists)."""
-        out = {}
-        for t in range(self.n):
-            a = int(self.artist[t])
-            recs: list[int] = []
-            for b in self.table[a, :self.top].tolist():
-                if b >= 0:
-                    lo = int(self.off[b])
-                    recs += self.tracks[lo:lo + min(per_artist, int(self.cnt[b]))].tolist()
-            out[t] = recs
-        return out
-
 
 class OraclePolicy:
     """ORACLE (upper bound, reads hidden state): greedy best expected listen time.
