@@ -1,0 +1,338 @@
+"""The A/B table on Spark: Spark aggregates, botify.offline.ab/stats do the statistics.
+
+Spark does everything whose size grows with the logs (filtering, sessionizing,
+per-user sums, the session-length histogram, timeline buckets); what reaches
+the driver is one row per (arm, user) plus small histograms. From there the
+same functions as the embedded engine (`botify.offline.ab` helpers and
+`botify.offline.stats`) build the table, so the two engines cannot drift apart
+in their statistics; a parity test checks that they give the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from botify.offline import ab as emb
+from botify.offline import stats
+from botify.offline.spark import sessions as ssess
+from botify.offline.spark.logs import SparkLoaded, arm, read_events
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+
+def user_level(sess: DataFrame, by_arm: bool = True) -> pd.DataFrame:
+    """The course's per-(arm, user) table from finished sessions, as `ab.user_level` builds it."""
+    from pyspark.sql import functions as sf
+
+    keys = ["arm", "user"] if by_arm else ["user"]
+    agg = (
+        sess.filter(sf.col("finished"))
+        .groupBy(*keys)
+        .agg(
+            sf.count(sf.lit(1)).alias("sessions"),
+            sf.sum("tracks").alias("tracks"),
+            sf.sum("time").alias("time"),
+            sf.sum("latency_sum").alias("latency_sum"),
+            sf.sum("latency_n").alias("latency_n"),
+        )
+    )
+    u = agg.toPandas()
+    if not by_arm:
+        u.insert(0, "arm", "all")
+    u = u.sort_values(["arm", "user"], kind="stable").reset_index(drop=True)
+    u["arm"] = u["arm"].astype(str).to_numpy(dtype=object)
+    for c in ("user", "sessions", "tracks", "latency_n"):
+        u[c] = u[c].astype(np.int64)
+    for c in ("time", "latency_sum"):
+        u[c] = u[c].astype(np.float64)
+    u["latency_ms"] = u["latency_sum"] * 1000.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u["mean_request_latency"] = u["latency_ms"] / u["latency_n"]
+    u["mean_tracks_per_session"] = u["tracks"] / u["sessions"]
+    u["mean_time_per_session"] = u["time"] / u["sessions"]
+    return u
+
+
+def _moments(u: pd.DataFrame) -> dict[str, stats.Moments]:
+    """Per-metric moments of one arm's users; NaN (no latency logged) left out, as embedded."""
+    out = {}
+    for m in emb.METRICS:
+        x = u[m].to_numpy(np.float64)
+        out[m] = stats.Moments.of(x[~np.isnan(x)])
+    return out
+
+
+def timeline(sess: DataFrame, arms: list[str], points: int = 60) -> pd.DataFrame:
+    """Cumulative pooled time per session per arm by session end: `ab._timeline`'s
+    buckets, computed in Spark (integer ms arithmetic gives the same bucket edges)."""
+    from pyspark.sql import functions as sf
+
+    fin = sess.filter(sf.col("finished"))
+    r = fin.agg(sf.min("end").alias("lo"), sf.max("end").alias("hi")).collect()[0]
+    if r["lo"] is None:
+        return pd.DataFrame(columns=["arm", "time", "time_per_session", "sessions"])
+    lo, hi = int(r["lo"]), int(r["hi"])
+    span = max((hi - lo) / 1000.0, 1.0)
+    step = max(60, int(span / points) // 60 * 60)
+    lo_floor = lo - lo % 60_000
+    step_ms = step * 1000
+    bucket = sf.lit(lo_floor) + (
+        sf.floor((sf.col("end") - sf.lit(lo_floor)) / sf.lit(step_ms)) + 1
+    ) * sf.lit(step_ms)
+    g = (
+        fin.groupBy("arm", bucket.cast("long").alias("bucket"))
+        .agg(sf.sum("time").alias("time"), sf.count(sf.lit(1)).alias("sessions"))
+        .toPandas()
+        .sort_values(["arm", "bucket"])
+    )
+    out = []
+    for a in arms:
+        ga = g.loc[g["arm"] == a]
+        if ga.empty:
+            continue
+        cs = ga["sessions"].astype(np.int64).cumsum().to_numpy()
+        out.append(
+            pd.DataFrame(
+                {
+                    "arm": a,
+                    "time": pd.to_datetime(ga["bucket"].to_numpy(np.int64), unit="ms", utc=True),
+                    "time_per_session": ga["time"].cumsum().to_numpy() / cs,
+                    "sessions": cs,
+                }
+            )
+        )
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def _cuped(
+    u: pd.DataFrame,
+    prev: pd.DataFrame,
+    control: str,
+    treatments: list[str],
+    metrics: Sequence[str],
+    alpha: float,
+    warnings: list[str],
+) -> pd.DataFrame | None:
+    """CUPED from previous per-user metrics. Mirrors `ab._cuped` after its own
+    sessionization of the previous events (that part ran in Spark here)."""
+    prev = prev.set_index("user")
+    covered = u["user"].isin(prev.index).to_numpy()
+    coverage = float(covered.mean()) if len(u) else 0.0
+    if coverage == 0:
+        warnings.append("CUPED skipped: no user of this experiment appears in the previous logs")
+        return None
+    rows = []
+    arm_all = u["arm"].to_numpy()
+    for m in metrics:
+        y_all = u[m].to_numpy(np.float64)
+        x_all = u["user"].map(prev[m]).to_numpy(np.float64)
+        ok = ~np.isnan(y_all)
+        y, x, arm_ = y_all[ok], x_all[ok], arm_all[ok]
+        have = ~np.isnan(x)
+        if have.sum() < 3:
+            continue
+        x = np.where(have, x, x[have].mean())
+        theta = stats.cuped_theta(y, x)
+        adj = stats.cuped_adjust(y, x, theta)
+        var_raw = float(np.var(y, ddof=1))
+        var_adj = float(np.var(adj, ddof=1))
+        c_mean = float(y[arm_ == control].mean()) if (arm_ == control).any() else math.nan
+        scale = 100.0 / c_mean if c_mean else math.nan
+        for t in treatments:
+            e = stats.welch(
+                stats.Moments.of(adj[arm_ == control]), stats.Moments.of(adj[arm_ == t]), alpha
+            )
+            lo, hi = sorted((e.lower_abs * scale, e.upper_abs * scale))
+            rows.append(
+                {
+                    "treatment": t,
+                    "metric": m,
+                    "theta": theta,
+                    "coverage": coverage,
+                    "variance_reduction": 1 - var_adj / var_raw if var_raw > 0 else math.nan,
+                    "diff": e.diff,
+                    "effect": e.diff * scale,
+                    "lower": lo,
+                    "upper": hi,
+                    "p_value": e.p_value,
+                    "significant": e.significant,
+                }
+            )
+    df = pd.DataFrame(rows)
+    if len(df):
+        df["p_holm"] = stats.holm(df["p_value"].to_numpy())
+        df["significant_holm"] = df["p_holm"] <= alpha
+    return df
+
+
+def analyze(
+    loaded: SparkLoaded,
+    experiment: str,
+    control: str = "C",
+    *,
+    alpha: float = 0.05,
+    previous: SparkLoaded | None = None,
+    shares: dict[str, float] | None = None,
+    mde_target: float | None = None,
+    power: float = 0.8,
+    srm_threshold: float = 0.001,
+) -> emb.AbResult:
+    """`botify.offline.ab.analyze` on Spark-loaded events: same arguments, same AbResult.
+
+    Raises botify.offline.ab.AbError in the same situations with the same messages.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as sf
+
+    if experiment not in loaded.experiments:
+        seen = loaded.experiments
+        raise emb.AbError(
+            f"experiment {experiment!r} is not in the logs; experiments seen: "
+            + (", ".join(seen) if seen else "none")
+        )
+    warnings: list[str] = []
+    # The course keeps only events that carry the experiment.
+    ev = loaded.events.withColumn("arm", arm(experiment)).filter(sf.col("arm").isNotNull())
+
+    pairs = ev.select("user", "arm").distinct().persist(StorageLevel.MEMORY_AND_DISK)
+    users_by_arm = {r["arm"]: int(r["n"]) for r in pairs.groupBy("arm").agg(
+        sf.count(sf.lit(1)).alias("n")).collect()}
+    n_multi = int(sum(users_by_arm.values()) - pairs.select("user").distinct().count())
+    pairs.unpersist()
+    arms_seen = list(users_by_arm)
+    if shares:
+        for a in shares:
+            users_by_arm.setdefault(a, 0)
+    arms = emb.sort_arms(list(users_by_arm), control)
+    if control not in arms or users_by_arm.get(control, 0) == 0:
+        raise emb.AbError(
+            f"control arm {control!r} has no users in experiment {experiment!r}; arms seen: "
+            + (", ".join(emb.sort_arms(arms_seen, control)) or "none")
+        )
+    for a in arms:
+        if users_by_arm.get(a, 0) == 0:
+            warnings.append(f"arm {a} has no users")
+    treatments = [a for a in arms if a != control and users_by_arm.get(a, 0) > 0]
+    if not treatments:
+        raise emb.AbError(
+            f"experiment {experiment!r} has no treatment arm with users (only {control})"
+        )
+    if n_multi:
+        warnings.append(
+            f"{n_multi} user(s) logged in more than one arm of {experiment}: assignment is not stable"
+        )
+    srm = stats.srm_check({a: int(users_by_arm.get(a, 0)) for a in arms}, shares, srm_threshold)
+    if srm.mismatch:
+        warnings.append(
+            f"SAMPLE RATIO MISMATCH: users per arm {dict(zip(srm.arms, srm.observed, strict=True))} "
+            f"vs expected {dict(zip(srm.arms, [round(x, 1) for x in srm.expected], strict=True))} "
+            f"(chi2={srm.chi2:.1f}, p={srm.p_value:.2g}); the split is broken, do not trust the effects"
+        )
+
+    sess = ssess.sessions(ssess.sessionize(ev), sf.col("arm")).persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
+    try:
+        u = user_level(sess)
+        unfinished = int(sess.filter(~sf.col("finished")).count())
+        lengths = (
+            sess.filter(sf.col("finished"))
+            .groupBy("arm", "tracks")
+            .agg(sf.count(sf.lit(1)).alias("sessions"))
+            .toPandas()
+            .sort_values(["arm", "tracks"])
+            .reset_index(drop=True)
+        )
+        lengths["tracks"] = lengths["tracks"].astype(np.int64)
+        lengths["sessions"] = lengths["sessions"].astype(np.int64)
+        tl = timeline(sess, arms)
+    finally:
+        sess.unpersist()
+
+    per_arm = {a: u.loc[u["arm"] == a] for a in arms}
+    users_per_arm = {a: len(per_arm[a]) for a in arms}
+    for a in arms:
+        if 0 < users_per_arm[a] < 2:
+            warnings.append(
+                f"arm {a} has {users_per_arm[a]} user(s) with a finished session: no CI"
+            )
+    if users_per_arm[control] == 0:
+        raise emb.AbError(f"control arm {control!r} has no user with a finished session")
+
+    # The statistics: the embedded engine's own functions on the per-user table.
+    moments = {a: _moments(per_arm[a]) for a in [control, *treatments]}
+    table = emb.effects_table(moments, control, treatments, emb.METRICS, alpha)
+    ratio_rows = []
+    for a in treatments:
+        for name, (num, den) in emb.RATIOS.items():
+            rc = stats.Ratio.of(per_arm[control][num], per_arm[control][den])
+            rt = stats.Ratio.of(per_arm[a][num], per_arm[a][den])
+            e = stats.delta_effect(rc, rt, alpha)
+            ratio_rows.append({"treatment": a, "metric": name, **e.to_dict()})
+    ratios = pd.DataFrame(ratio_rows)
+    if len(ratios):
+        ratios["p_holm"] = stats.holm(ratios["p_value"].to_numpy())
+        ratios["significant_holm"] = ratios["p_holm"] <= alpha
+
+    cuped = None
+    if previous is not None:
+        if previous.report.events == 0:
+            warnings.append("CUPED skipped: the previous logs hold no events")
+        else:
+            prev_sess = ssess.sessions(ssess.sessionize(previous.events))
+            prev_u = user_level(prev_sess, by_arm=False)
+            cuped = _cuped(u, prev_u, control, treatments, emb.METRICS, alpha, warnings)
+    pw = emb._power(per_arm, control, treatments, emb.METRICS, alpha, power, mde_target)
+    res = emb.AbResult(
+        experiment=experiment,
+        control=control,
+        arms=arms,
+        alpha=alpha,
+        users_per_arm=users_per_arm,
+        table=table,
+        ratios=ratios,
+        srm=srm,
+        user_level=u,
+        session_lengths=lengths,
+        timeline=tl,
+        cuped=cuped,
+        power=pw,
+        unfinished_sessions=unfinished,
+        warnings=warnings,
+    )
+    res.load_report = loaded.report
+    res.previous_load_report = previous.report if previous is not None else None
+    return res
+
+
+def analyze_logs(
+    spark: SparkSession,
+    logs: str | Path | Sequence[str | Path],
+    experiment: str,
+    control: str = "C",
+    *,
+    previous_logs: str | Path | Sequence[str | Path] | None = None,
+    **kw: Any,
+) -> emb.AbResult:
+    """read_events + analyze on Spark, carrying the load reports (as `ab.analyze_logs`)."""
+    loaded = read_events(spark, logs)
+    prev = read_events(spark, previous_logs) if previous_logs is not None else None
+    try:
+        res = analyze(loaded, experiment, control, previous=prev, **kw)
+    finally:
+        loaded.unpersist()
+        if prev is not None:
+            prev.unpersist()
+    if loaded.report.bad or loaded.report.duplicates:
+        res.warnings.insert(0, "logs: " + loaded.report.summary())
+    return res
+
+
+__all__ = ["analyze", "analyze_logs", "timeline", "user_level"]
