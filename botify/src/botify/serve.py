@@ -22,6 +22,7 @@ On SIGTERM/SIGINT granian stops the workers, then the embedded Redis is stopped.
 from __future__ import annotations
 
 import errno
+import gc
 import importlib
 import inspect
 import logging
@@ -217,6 +218,11 @@ def _worker_app(factory_spec: str, settings: Settings, catalog: Catalog | None) 
         sys.stderr.flush()
         os._exit(3)
     _flush_logs_at_worker_exit()
+    # Everything built so far (modules, catalog, app) lives as long as the worker: move it
+    # out of the collector's generations, so full collections scan only per-request
+    # garbage (shorter GC pauses, a better p99) and do not touch, hence un-share,
+    # the pages inherited from the master.
+    gc.freeze()
     return app
 
 
@@ -343,6 +349,10 @@ def _serve_granian(settings: Settings, options: ServerOptions, catalog: Catalog 
     )
     global _GRANIAN_SERVER
     _GRANIAN_SERVER = server
+    # Pre-fork: the master's heap (imports, parsed catalog) is shared copy-on-write with
+    # the workers; frozen objects are never traversed by the GC, so those pages stay shared.
+    gc.collect()
+    gc.freeze()
     try:
         server.serve(
             target_loader=partial(_worker_app, options.app_factory, settings, catalog),
