@@ -113,6 +113,14 @@ class LoadReport:
                 {"file": str(path), "where": where, "reason": reason, "text": text[:160]}
             )
 
+    def _merge(self, other: LoadReport) -> None:
+        for k, v in other.bad_lines.items():
+            self._bad(k, v)
+        room = _MAX_EXAMPLES - len(self.bad_examples)
+        self.bad_examples.extend(other.bad_examples[: max(room, 0)])
+        for w in other.warnings:
+            self.warnings.append(w)
+
     def _warn(self, msg: str) -> None:
         log.warning(msg)
         self.warnings.append(msg)
@@ -249,7 +257,7 @@ def _fast_table(data: bytes) -> pa.Table | None:
             pa.BufferReader(data),
             parse_options=pj.ParseOptions(unexpected_field_behavior="infer"),
         )
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    except pa.ArrowException:
         return None
     s = t.schema
     checks = {
@@ -373,7 +381,9 @@ def _type_ok(obj: dict[str, Any]) -> bool:
     """Python-side type check mirroring what the fast path accepts."""
 
     def is_int(v: Any) -> bool:
-        return v is None or (isinstance(v, int) and not isinstance(v, bool))
+        return v is None or (
+            isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63
+        )
 
     def is_num(v: Any) -> bool:
         return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
@@ -559,20 +569,32 @@ def read_events(paths: PathLike | Sequence[PathLike] | Iterable[PathLike]) -> Lo
     tables: list[pa.Table] = []
     used: list[Path] = []
     for f in files:
-        data = _read_bytes(f, report)
+        try:
+            data = _read_bytes(f, report)
+        except OSError as exc:
+            report._warn(f"{f}: unreadable ({exc}); skipped")
+            continue
         if dedup.is_duplicate(f, data):
             continue
         used.append(f)
         report.files_read += 1
         if not data or data.isspace():
             continue
+        table = None
         t = _fast_table(data)
-        if t is None:
+        if t is not None:
+            sub = LoadReport()
+            try:
+                table = _normalise(t, f, sub)
+            except (pa.ArrowException, ValueError, OverflowError):
+                table = None  # a cast pyarrow cannot do: let the line parser judge
+            else:
+                report.lines += t.num_rows  # pyarrow skips blank lines, as the slow path does
+                report._merge(sub)
+        if table is None:
             report.files_slow_path += 1
-            t = _slow_table(data, f, report)  # counts its own lines
-        else:
-            report.lines += t.num_rows  # pyarrow skips blank lines, as the slow path does
-        tables.append(_normalise(t, f, report))
+            table = _normalise(_slow_table(data, f, report), f, report)
+        tables.append(table)
     if report.bad:
         report._warn(f"skipped {report.bad} bad line(s): {dict(sorted(report.bad_lines.items()))}")
     if not tables:
