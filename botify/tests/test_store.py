@@ -178,3 +178,16 @@ def test_table_needs_a_catalog(r: redis.Redis, tmp_path: Path) -> None:
     p = _write(tmp_path / "a.jsonl", [{"tracks": [1]}])
     with pytest.raises(store.StoreError, match="catalog"):
         store.load_table(r, "top_pop", p, NS)
+
+
+def test_catalog_read_is_reused_until_the_file_changes(tmp_path: Path) -> None:
+    import os
+
+    p = write_tracks(tmp_path / "c.jsonl", n=10)
+    a = Catalog.from_file(p)
+    assert Catalog.from_file(p) is a
+    write_tracks(p, n=11)
+    later = time.time_ns() + 10**9
+    os.utime(p, ns=(later, later))
+    b = Catalog.from_file(p)
+    assert b is not a and b.size == 11
