@@ -329,7 +329,7 @@ def run(settings: Settings, options: ServerOptions | None = None) -> int:
 
 
 def _serve_granian(settings: Settings, options: ServerOptions, catalog: Catalog | None) -> int:
-    from granian.constants import Interfaces
+    from granian.constants import HTTPModes, Interfaces
     from granian.log import LogLevels
     from granian.server import Server
 
@@ -339,6 +339,7 @@ def _serve_granian(settings: Settings, options: ServerOptions, catalog: Catalog 
         address=settings.host,
         port=settings.port,
         interface=Interfaces.WSGI,
+        http=HTTPModes.http1,  # the COMPAT API is HTTP/1.1 (nginx speaks 1.1 upstream): no h2 sniffing
         workers=settings.workers,
         blocking_threads=options.threads,
         backlog=options.backlog,
