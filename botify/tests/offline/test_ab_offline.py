@@ -198,6 +198,12 @@ def test_missing_experiment_and_arms(tmp_path: Path) -> None:
     assert "T2" in res.arms and res.srm.observed[res.srm.arms.index("T2")] == 0
     assert any("arm T2 has no users" in w for w in res.warnings)
     assert set(res.table["treatment"]) == {"T1"}
+    # a treatment arm whose only user never finished a session: NaN rows, a warning
+    lone = ev[(ev["exp:HAND"] == "C") | ((ev["user"] == 6) & (ev["message"] == "next"))]
+    res = analyze(lone, "HAND")
+    assert any("arm T1 has 0 user(s) with a finished session" in w for w in res.warnings)
+    assert res.table["effect"].isna().all() and not res.table["significant"].any()
+    json.dumps(res.to_dict(), allow_nan=False, default=str)
     # a user whose arm changes mid-run is flagged (assignment must be stable)
     moved = ev.copy()
     first_c = moved.index[moved["user"] == 1][0]

@@ -399,7 +399,7 @@ def analyze(
     per_arm = {a: u.loc[u["arm"] == a] for a in arms}
     users_per_arm = {a: len(per_arm[a]) for a in arms}
     for a in arms:
-        if 0 < users_per_arm[a] < 2:
+        if users_per_arm[a] < 2 and users_by_arm.get(a, 0) > 0:
             warnings.append(
                 f"arm {a} has {users_per_arm[a]} user(s) with a finished session: no CI"
             )
