@@ -100,10 +100,15 @@ def test_serve_with_redis_url_uses_it_and_loads_catalog_once(
 def test_no_log_line_lost_when_stopped_under_load(
     tmp_path: Path, catalog: Path, experiments: Path, redis_url: str
 ) -> None:
-    """Every request answered 200 before SIGTERM has exactly one event line afterwards."""
+    """Every request answered 200 before/while SIGTERM lands has its event line afterwards.
+
+    A request cut off by the stop (the client saw a connection error) may or may not
+    have been processed; at most one such request per client thread exists.
+    """
     svc = start_service(catalog=catalog, log_dir=tmp_path / "logs", experiments=experiments,
                         redis_url=redis_url, workers=2)
     ok = [0] * 4
+    cut = [0] * 4
     stop = threading.Event()
 
     def client(k: int) -> None:
@@ -113,7 +118,8 @@ def test_no_log_line_lost_when_stopped_under_load(
                 status, _ = http_post_json(f"{svc.url}/next/{k * 100000 + i}", {"track": i % 500, "time": 0.5},
                                            timeout=5)
             except OSError:
-                return  # server gone: this request was not answered
+                cut[k] += 1
+                return  # server gone
             if status == 200:
                 ok[k] += 1
             i += 1
@@ -128,7 +134,8 @@ def test_no_log_line_lost_when_stopped_under_load(
         t.join(10)
     assert code == 0, svc.output()
     assert sum(ok) > 50
-    assert len(_events(tmp_path / "logs")) == sum(ok)
+    logged = len(_events(tmp_path / "logs"))
+    assert sum(ok) <= logged <= sum(ok) + sum(cut), (sum(ok), sum(cut), logged)
 
 
 # -- startup faults: one clear line, non-zero exit, no traceback -------------------------
