@@ -172,9 +172,11 @@ class World:
         if use_chunks and n_chunks * width != n:
             emb_t = np.zeros((self.dim, n_chunks * width), dtype=np.float32)
             emb_t[:, :n] = self.embeddings.T
+        # one reusable score buffer: fresh 50 MB arrays per block cost page faults
+        buf = np.empty((min(block, vectors.shape[0]), emb_t.shape[1]), dtype=np.float32)
         for s in range(0, vectors.shape[0], block):
-            scores = vectors[s:s + block] @ emb_t
-            rows = scores.shape[0]
+            rows = min(block, vectors.shape[0] - s)
+            scores = np.matmul(vectors[s:s + block], emb_t, out=buf[:rows])
             if use_chunks:
                 scores[:, n:] = -np.inf
                 # chunk c = columns c, c + n_chunks, ...: the max runs over a
