@@ -114,7 +114,7 @@ class EventLog:
 
     def event(self, record: dict[str, Any]) -> None:
         """Enqueue one accepted request's event (never blocks on disk)."""
-        if self._pid != os.getpid():
+        if self._pid is None:  # first event of this process (reset after a fork)
             self._start()
         self._queue.put(("events", record))
 
@@ -122,7 +122,7 @@ class EventLog:
         """Enqueue one rejected request (4xx); a separate file series."""
         if not self.log_rejected:
             return
-        if self._pid != os.getpid():
+        if self._pid is None:
             self._start()
         self._queue.put(("rejected", record))
 

@@ -109,7 +109,7 @@ class Metrics:
 
     def _touch(self) -> None:
         self._dirty = True
-        if self._pid != os.getpid() and self.directory is not None:
+        if self._thread is None and self.directory is not None:  # reset after a fork
             self._start()
 
     # ------------------------------------------------------------ snapshots

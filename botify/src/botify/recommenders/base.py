@@ -76,25 +76,28 @@ class RequestRng:
         Successive draws (k uniforms, not one per item): cheap when k is small.
         Zero weights are drawn only after every positive one; all zero means uniform.
         """
-        left = list(range(len(weights)))
-        w = [max(0.0, float(x)) for x in weights]
+        w = [x if x > 0.0 else 0.0 for x in weights]
+        n = len(w)
+        k = min(k, n)
+        total = sum(w)
         out: list[int] = []
-        while left and len(out) < k:
-            total = sum(w[i] for i in left)
-            if total <= 0.0:
-                j = self.randrange(len(left))
-            else:
-                target = self.random() * total
-                acc = 0.0
-                j = len(left) - 1
-                for pos, i in enumerate(left):
-                    acc += w[i]
-                    if acc > target and w[i] > 0.0:
-                        j = pos
+        while len(out) < k:
+            if total <= 1e-12:
+                rest = [i for i in range(n) if i not in out]
+                out.append(rest[self.randrange(len(rest))])
+                continue
+            target = self.random() * total
+            acc = 0.0
+            pick = -1
+            for i, x in enumerate(w):
+                if x > 0.0:
+                    acc += x
+                    pick = i
+                    if acc > target:
                         break
-                if w[left[j]] <= 0.0:  # float edge: land on the last positive weight
-                    j = max(pos for pos, i in enumerate(left) if w[i] > 0.0)
-            out.append(left.pop(j))
+            out.append(pick)
+            total -= w[pick]
+            w[pick] = 0.0
         return out
 
     def weighted_order(self, weights: Sequence[float]) -> list[int]:
