@@ -111,6 +111,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "experiments_file": args.experiments,
     }
     settings = _settings(args, **extra)
+    if not 1 <= args.threads <= 64:
+        raise CLIError(f"--threads must be in 1..64, got {args.threads}")
     options = ServerOptions(
         threads=args.threads,
         app_factory=args.app,
@@ -247,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("name", metavar="NAME")
     r.set_defaults(func=cmd_rollback)
 
-    d = sub.add_parser("demo", help="world -> service -> one simulated A/B day -> report",
+    d = sub.add_parser("demo", help="the whole loop in a few minutes: world, service, A/B traffic, analysis, a model",
                        add_help=False)
     d.add_argument("demo_args", nargs=argparse.REMAINDER)
     d.set_defaults(func=cmd_demo)
