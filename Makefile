@@ -34,3 +34,16 @@ user-flow.png: docs/user-flow.dot
 
 clean:
 	rm -rf $(VENV) data logs reports run .pytest_cache .ruff_cache
+
+# Slide decks (slides/*.md) -> self-contained HTML in slides/build/, figures made by the project.
+.PHONY: slides slides-figures slides-html
+
+slides: install ## figures (simulator + A/B analysis), then the decks -> slides/build/*.html
+	$(BIN)/python slides/figures.py --out slides/build/figures
+	$(BIN)/python slides/render.py --figures slides/build/figures --out slides/build
+
+slides-figures: install ## only the figures and tables of the decks
+	$(BIN)/python slides/figures.py --out slides/build/figures
+
+slides-html: install ## only re-render the decks (after editing slides/*.md)
+	$(BIN)/python slides/render.py --figures slides/build/figures --out slides/build
