@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 from helpers_service import (  # noqa: E402 - shared with the tests on purpose
     ServiceProcess,
+    children_of,
     http_get,
     http_post_json,
     service_command,
@@ -129,6 +130,31 @@ def wait_table_live(svc: ServiceProcess, name: str, timeout: float = 20) -> str:
     raise RuntimeError(f"table {name} not live after {timeout} s")
 
 
+def profile_worker(pid: int, seconds: int, out: Path) -> dict[str, float]:
+    """py-spy (if installed) on one worker, GIL-holding samples only: where the CPU goes."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not os.access(spy, os.X_OK):
+        return {}
+    subprocess.run([spy, "record", "-p", str(pid), "-d", str(seconds), "-r", "200", "-f", "raw", "-o", str(out),
+                    "--nonblocking", "--gil"], capture_output=True, timeout=seconds + 30)
+    if not out.exists():
+        return {}
+    incl: dict[str, int] = {}
+    total = 0
+    for line in out.read_text().splitlines():
+        if not line.strip():
+            continue
+        stack, n = line.rsplit(" ", 1)
+        total += int(n)
+        for frame in set(stack.split(";")):
+            name = frame.split(" (")[0]
+            incl[name] = incl.get(name, 0) + int(n)
+    wanted = {"Flask.__call__": "flask+app", "Next.post": "/next view", "Service.next": "Service.next",
+              "Service._fetch_state": "state round trip", "Service._run_chain": "recommender chain",
+              "EventLog._run": "event log writer", "Metrics._run": "metrics writer"}
+    return {label: round(100 * incl.get(fn, 0) / total, 1) for fn, label in wanted.items()} if total else {}
+
+
 def read_events(log_dir: Path) -> list[dict]:
     out = []
     for f in log_dir.glob("**/events-*.jsonl"):
@@ -152,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "service.json")
     ap.add_argument("--write-benchmarks", action="store_true", help="update the Service section of BENCHMARKS.md")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs) for inspection")
+    ap.add_argument("--profile", action="store_true",
+                    help="during an extra /next run, sample one worker with py-spy (if installed)")
     args = ap.parse_args(argv)
     if shutil.which("wrk") is None:
         print("service_bench: wrk is not installed (Debian package wrk)", file=sys.stderr)
@@ -201,6 +229,17 @@ def main(argv: list[str] | None = None) -> int:
             "floor_c1": run_wrk(f"{floor.url}/floor", 1, 1, dur / 2, None, env),
             "next_c1": run_wrk(svc.url, 1, 1, dur / 2, LUA, env),
         }
+        profile: dict[str, float] = {}
+        if args.profile:
+            import threading
+
+            worker = next(p for p in children_of(svc.proc.pid) if b"redis" not in Path(f"/proc/{p}/cmdline").read_bytes())
+            t = threading.Thread(target=run_wrk, args=(svc.url, c, wt, dur, LUA, env))
+            t.start()
+            time.sleep(1)
+            profile = profile_worker(worker, max(1, int(dur) - 2), d / "pyspy.txt")
+            t.join()
+            print(f"    py-spy, % of GIL-holding samples in one worker: {profile or 'py-spy not installed'}")
         for name, r in results.items():
             print(f"    {name:10s} {r['rps']:9.0f} req/s  p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms"
                   f"  non-2xx {r['non_2xx']:.0f}  socket errors {r['socket_errors']:.0f}", flush=True)
@@ -224,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             "table_version": version,
             "wrk": results,
             "ratio_pct": 100 * results["next_c64"]["rps"] / results["floor_c64"]["rps"],
+            "profile_gil_pct": profile,
             "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "events_next": len(events),
             "answered_next_measured_and_warmup_excluded": answered_200,
@@ -288,6 +328,9 @@ def markdown(s: dict) -> str:
         f"p99 {s['app_latency_ms']['p99']:.3f} ms. "
         f"Loading the i2i table ({a['tracks']} rows) with `python -m botify load table`: {s['table_load_s']:.2f} s.",
     ]
+    if s.get("profile_gil_pct"):
+        lines += ["", "Where one worker's CPU goes under `/next` load (py-spy, GIL-holding samples, inclusive %): "
+                  + ", ".join(f"{k} {v}%" for k, v in s["profile_gil_pct"].items()) + "."]
     return "\n".join(lines)
 
 
