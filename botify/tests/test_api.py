@@ -291,3 +291,22 @@ def test_broken_recommenders_cost_a_fallback_not_a_500(make_app, settings) -> No
     finally:
         REGISTRY.pop("test_out_of_catalog", None)
         REGISTRY.pop("test_raises", None)
+
+
+def test_reload_to_a_table_recommender_sees_its_table_at_once(make_app, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import time
+
+    app = make_app(reload_interval=30.0)  # only the reload itself may trigger the table lookup
+    holder = app.extensions["botify"].experiments
+    holder.interval, holder._next_check = 0.0, 0.0
+    c = app.test_client()
+    rd = store.connect(settings.redis_url)
+    a = tmp_path / "a.jsonl"
+    a.write_text('{"item_id": 1, "recommendations": [9]}\n')
+    store.switch_table(rd, "contextual", store.load_table(rd, "contextual", a, "t"), "t")
+    c.post("/next/1", json={"track": 1, "time": 0.5})
+    write_yaml(settings.experiments_file, "experiments:\n  - name: CTX\n    arms: {C: contextual, T1: contextual}\n")
+    later = time.time_ns() + 10**9
+    os.utime(settings.experiments_file, ns=(later, later))
+    assert c.post("/next/2", json={"track": 1, "time": 0.5}).json["track"] == 9

@@ -162,7 +162,7 @@ class Service:
             self.services,
             settings.default_recommender,
             settings.reload_interval,
-            on_reload=lambda what, outcome: self.metrics.inc("botify_reloads_total", (what, outcome)),
+            on_reload=self._on_experiments_reload,
         )
         self._down_until = 0.0
         self.redis_error: str | None = None
@@ -180,6 +180,10 @@ class Service:
         except REDIS_ERRORS as exc:
             self._mark_down(exc, "startup")
             log.warning("Redis unreachable at start (%s): serving fallbacks until it is back", exc)
+
+    def _on_experiments_reload(self, what: str, outcome: str) -> None:
+        self.metrics.inc("botify_reloads_total", (what, outcome))
+        self._next_refresh = 0.0  # new instances may read tables not watched yet: look now
 
     # ------------------------------------------------------------ redis guard
 
