@@ -106,15 +106,33 @@ def run_wrk(url: str, connections: int, threads: int, duration: float, script: P
     return res
 
 
-def cold_startups(d: Path, catalog: Path, experiments: Path, workers: int, runs: int) -> list[float]:
-    """Seconds from `python -m botify serve` to /health 200, fresh embedded Redis each time."""
-    times = []
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of these processes so far (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def cold_startups(d: Path, catalog: Path, experiments: Path, workers: int, runs: int) -> tuple[list[float], list[float]]:
+    """Seconds from `python -m botify serve` to /health 200, fresh embedded Redis each time.
+
+    Also the CPU seconds the server's processes used until then: on a shared machine the
+    wall time stretches with the load, the CPU time hardly does.
+    """
+    times, cpu = [], []
     for k in range(runs):
         svc = start_service(catalog=catalog, log_dir=d / f"startup-logs-{k}", experiments=experiments,
                             workers=workers, run_dir=d / f"startup-run-{k}", timeout=60)
         times.append(svc.started_in)
+        cpu.append(cpu_seconds([svc.proc.pid, *children_of(svc.proc.pid)]))
         assert svc.stop() == 0, svc.output()
-    return times
+    return times, cpu
 
 
 def wait_table_live(svc: ServiceProcess, name: str, timeout: float = 20) -> str:
@@ -193,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         catalog, table, experiments = write_inputs(d, args.tracks, args.neighbours, args.seed)
 
         print(f"[2/6] cold startup x{args.startup_runs} ({args.workers} workers, embedded Redis)", flush=True)
-        startups = cold_startups(d, catalog, experiments, args.workers, args.startup_runs)
+        startups, startup_cpu = cold_startups(d, catalog, experiments, args.workers, args.startup_runs)
 
         print("[3/6] service + i2i table", flush=True)
         svc = start_service(catalog=catalog, log_dir=d / "logs", experiments=experiments,
@@ -259,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "startup_s": startups,
+            "startup_cpu_s": startup_cpu,
             "table_load_s": table_load_s,
             "table_version": version,
             "wrk": results,
@@ -320,7 +339,9 @@ def markdown(s: dict) -> str:
         f"| p99 <= 20 ms at {a['connections']} connections | {n64['p99_ms']:.2f} ms | {_ok(n64['p99_ms'] <= TARGETS['p99_ms'])} |",
         f"| p50 <= 0.5 ms at 1 connection | {n1['p50_ms']:.3f} ms | {_ok(n1['p50_ms'] <= TARGETS['p50_c1_ms'])} |",
         f"| startup with {a['tracks']} tracks <= 2 s (process start to /health 200, cold Redis) | "
-        f"median {statistics.median(st):.2f} s (max {max(st):.2f} s, {len(st)} runs) | {_ok(max(st) <= TARGETS['startup_s'])} |",
+        f"median {statistics.median(st):.2f} s (max {max(st):.2f} s, {len(st)} runs; CPU used by the server's "
+        f"processes until then: median {statistics.median(s.get('startup_cpu_s') or [float('nan')]):.2f} s) "
+        f"| {_ok(max(st) <= TARGETS['startup_s'])} |",
         "",
         f"Errors: non-2xx {n64['non_2xx'] + n1['non_2xx']:.0f}, socket errors {n64['socket_errors'] + n1['socket_errors']:.0f}. "
         f"Event log: {s['events_next']} `next` lines, answered by {', '.join(f'{k}: {v}' for k, v in sorted(s['answered_by'].items()))}; "
