@@ -170,3 +170,18 @@ def test_log_completeness_with_several_workers_under_load(make_app, settings) ->
     worker_dirs = {p.parent for p in settings.log_dir.rglob("events-*.jsonl")}
     assert len(worker_dirs) == 3  # one directory per worker process
     assert max(int(p.stem.split("-")[1]) for p in settings.log_dir.rglob("events-*.jsonl")) > 1  # rotated
+
+
+def test_breaker_opens_only_after_consecutive_failures(make_app, own_redis) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(redis_url=own_redis.url, redis_retry_interval=30.0)
+    service = app.extensions["botify"]
+    c = app.test_client()
+    own_redis.stop()
+    c.post("/next/1", json={"track": 1, "time": 0.5})
+    assert service.redis_available()  # one failure: the next request still tries Redis
+    c.post("/next/1", json={"track": 1, "time": 0.5})
+    c.post("/next/1", json={"track": 1, "time": 0.5})
+    assert not service.redis_available()  # three in a row: skip Redis for redis_retry_interval
+    own_redis.start()
+    assert c.get("/health").status_code in (200, 503)  # /health always probes, and closes the breaker
+    assert service.redis_available()

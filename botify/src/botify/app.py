@@ -44,6 +44,8 @@ from botify.recommenders.base import current_state, set_state
 
 log = logging.getLogger("botify")
 
+BREAKER_FAILURES = 3  # consecutive Redis failures that open the breaker
+
 REDIS_ERRORS = (redis_lib.ConnectionError, redis_lib.TimeoutError, OSError)
 
 
@@ -165,6 +167,7 @@ class Service:
             on_reload=self._on_experiments_reload,
         )
         self._down_until = 0.0
+        self._failures = 0
         self.redis_error: str | None = None
         self._next_refresh = 0.0
         self._refresh_lock = threading.Lock()
@@ -188,13 +191,22 @@ class Service:
     # ------------------------------------------------------------ redis guard
 
     def _mark_down(self, exc: BaseException, operation: str) -> None:
+        """Count a failure; after BREAKER_FAILURES in a row, stop trying for a while.
+
+        One slow reply (an overloaded machine) costs one fallback; a dead or hung
+        Redis costs at most BREAKER_FAILURES waits before requests skip it for
+        `redis_retry_interval` seconds.
+        """
         self.metrics.inc("botify_redis_errors_total", (operation,))
+        self._failures += 1
         if self.redis_error is None:
-            log.warning("Redis unavailable (%s: %s): falling back to the in-process catalog", operation, exc)
+            log.warning("Redis call failed (%s: %s): answering from the in-process catalog", operation, exc)
         self.redis_error = f"{type(exc).__name__}: {exc}"
-        self._down_until = time.monotonic() + self.settings.redis_retry_interval
+        if self._failures >= BREAKER_FAILURES:
+            self._down_until = time.monotonic() + self.settings.redis_retry_interval
 
     def _mark_up(self) -> None:
+        self._failures = 0
         if self.redis_error is not None:
             log.warning("Redis is back")
             self.redis_error = None

@@ -47,7 +47,7 @@ class Settings:
     recent_listens: int = field(default=50, metadata=_env("BOTIFY_RECENT_LISTENS"))
     recent_ttl: int = field(default=7 * 24 * 3600, metadata=_env("BOTIFY_RECENT_TTL"))
     session_ttl: int = field(default=6 * 3600, metadata=_env("BOTIFY_SESSION_TTL"))
-    redis_timeout: float = field(default=0.25, metadata=_env("BOTIFY_REDIS_TIMEOUT"))
+    redis_timeout: float = field(default=0.5, metadata=_env("BOTIFY_REDIS_TIMEOUT"))
     redis_retry_interval: float = field(default=1.0, metadata=_env("BOTIFY_REDIS_RETRY_INTERVAL"))
     reload_interval: float = field(default=1.0, metadata=_env("BOTIFY_RELOAD_INTERVAL"))
     catalog_load_timeout: float = field(default=60.0, metadata=_env("BOTIFY_CATALOG_LOAD_TIMEOUT"))
