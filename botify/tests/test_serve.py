@@ -218,3 +218,31 @@ def test_sigterm_while_workers_still_start_stops_promptly(tmp_path: Path, catalo
         code = svc.stop(signal.SIGTERM, timeout=12)
         assert code == 0 and time.monotonic() - t0 < 12, svc.output()[-2000:]
         assert not any(pid_alive(p) for p in kids)
+
+
+def test_sighup_replaces_workers_without_failing_or_losing_requests(
+    tmp_path: Path, catalog: Path, experiments: Path, redis_url: str
+) -> None:
+    svc = start_service(catalog=catalog, log_dir=tmp_path / "logs", experiments=experiments,
+                        redis_url=redis_url, workers=2)
+    try:
+        before = set(children_of(svc.proc.pid))
+        svc.proc.send_signal(signal.SIGHUP)
+        ok = failed = 0
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                status, _ = http_post_json(f"{svc.url}/next/{ok + failed}", {"track": 1, "time": 0.5}, timeout=5)
+                ok, failed = (ok + 1, failed) if status == 200 else (ok, failed + 1)
+            except OSError:
+                failed += 1
+            if not before & set(children_of(svc.proc.pid)) and len(children_of(svc.proc.pid)) == 2:
+                break  # both workers replaced
+            time.sleep(0.01)
+        after = set(children_of(svc.proc.pid))
+    finally:
+        code = svc.stop(signal.SIGTERM)
+    assert code == 0, svc.output()[-2000:]
+    assert len(after) == 2 and not before & after, (before, after)
+    assert failed == 0 and ok > 0
+    assert len(_events(tmp_path / "logs")) == ok
