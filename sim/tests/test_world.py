@@ -98,3 +98,14 @@ def test_cli_generate_and_help(tmp_path, capsys):
                  "--out", str(tmp_path / "cli")]) == 0
     assert main(["info", str(tmp_path / "cli")]) == 0
     assert main(["info", str(tmp_path / "missing")]) == 2
+
+
+def test_smaller_k_is_the_prefix_of_a_larger_table(world_dir):
+    fresh = World.load(world_dir)
+    fresh._nn_cache.clear()
+    w = World.load(world_dir)
+    row, big = w.interest_neighbours(40)
+    row10, small = w.interest_neighbours(10)
+    assert np.array_equal(small, big[:, :10]) and np.array_equal(row, row10)
+    tracks = np.unique(w.interests)[:50]
+    assert np.array_equal(small[row[tracks]], fresh.nearest(fresh.embeddings[tracks], 10))

@@ -145,6 +145,7 @@ def run_seed(seed: int, *, n_tracks: int = 50_000, n_users: int = 10_000,
 
     if world is None:
         world = build(GeneratorParams(seed=seed, n_tracks=n_tracks, n_users=n_users))
+    world.interest_neighbours(100)   # the oracle's pool; the model's k=10 is its prefix
     model = UserModel(world, params or UserModelParams())
     model.begin_day(0, np.random.default_rng([seed, 0]))
     day = day_sessions if day_sessions is not None else 5 * world.n_users
