@@ -147,7 +147,11 @@ def start_service(
     """Start the service; with wait=True return once GET /health answers 200."""
     port = port or free_port()
     run_dir = run_dir or Path(tempfile.mkdtemp(prefix="botify-run-"))
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        out_dir = run_dir
+    except OSError:  # a test of an unusable run dir: the server must report it, not us
+        out_dir = Path(tempfile.mkdtemp(prefix="botify-out-"))
     env = {
         "BOTIFY_CATALOG": str(catalog),
         "BOTIFY_LOG_DIR": str(log_dir),
@@ -163,7 +167,7 @@ def start_service(
     if namespace:
         env["BOTIFY_NAMESPACE"] = namespace
     argv = service_command("serve", *extra_args)
-    stderr_path = run_dir / "service.stderr"
+    stderr_path = out_dir / "service.stderr"
     t0 = time.monotonic()
     with stderr_path.open("wb") as err:
         proc = subprocess.Popen(

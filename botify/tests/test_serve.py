@@ -246,3 +246,10 @@ def test_sighup_replaces_workers_without_failing_or_losing_requests(
     assert len(after) == 2 and not before & after, (before, after)
     assert failed == 0 and ok > 0
     assert len(_events(tmp_path / "logs")) == ok
+
+
+def test_fault_unusable_run_dir_for_embedded_redis(tmp_path: Path, catalog: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    code, out = _fault(tmp_path, catalog, run_dir=blocker / "run")
+    _assert_one_clear_line(code, out, "run dir", "not writable")
