@@ -3,6 +3,7 @@
 `python slides/figures.py [--out slides/build/figures]` writes:
 
 - `user-flow.png`: the repo's session-flow diagram (rendered from docs/user-flow.dot);
+- `architecture.png`: the online and offline halves and what flows between them;
 - `listen-curve.png`: the user model's listening curve and artist discount;
 - `session-lengths.png` + `calibration.md`: session length per reference policy
   (random, sticky_artist, learned i2i, oracle) on a seeded world, played by the
@@ -54,6 +55,58 @@ def _figure(w: float, h: float, ncols: int = 1) -> tuple[Figure, Any]:
 def _save(fig: Figure, path: Path) -> Path:
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
+
+
+# ---------------------------------------------------------------- the architecture
+
+
+def architecture(out: Path) -> Path:
+    """Boxes and arrows of the online and offline halves (matplotlib, no Graphviz needed)."""
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    fig, ax = _figure(12.5, 5.2)
+    ax.set_xlim(0, 12.5)
+    ax.set_ylim(0, 5.2)
+    ax.axis("off")
+    online, offline, store = "#eef4ff", "#fff4e8", "#eefaf1"
+
+    def box(x: float, y: float, w: float, h: float, text: str, color: str) -> None:
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05,rounding_size=0.12",
+                                    fc=color, ec="#3b4a66", lw=1.3))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=10.5)
+
+    def arrow(x0: float, y0: float, x1: float, y1: float, label: str = "",
+              dy: float = 0.16, rad: float = 0.0) -> None:
+        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=14,
+                                     lw=1.3, color="#3b4a66",
+                                     connectionstyle=f"arc3,rad={rad}"))
+        if label:
+            ax.text((x0 + x1) / 2, (y0 + y1) / 2 + dy, label, ha="center", va="bottom",
+                    fontsize=8.5, color="#555f73")
+
+    ax.text(0.1, 5.0, "online", fontsize=12, weight="bold", color="#3b6fd8")
+    ax.text(8.4, 5.0, "offline", fontsize=12, weight="bold", color="#d8703b")
+    box(0.1, 3.5, 1.9, 1.0, "sim\n(simulated users)", online)
+    box(2.6, 3.5, 1.3, 1.0, "nginx\n:5001", online)
+    for i in range(3):
+        box(4.5 + 0.12 * i, 3.35 + 0.15 * i, 2.0, 1.0, "" if i < 2 else "botify workers\n(Flask, x N)",
+            online)
+    box(4.5, 0.5, 2.2, 1.3, "Redis\ncatalog, user histories,\nversioned tables", store)
+    box(8.4, 3.5, 2.0, 1.0, "event logs\n(JSON lines)", offline)
+    box(8.4, 1.9, 3.9, 1.0, "A/B analysis (Welch, Holm, SRM, CUPED)\ntraining, offline evaluation",
+        offline)
+    box(8.4, 0.5, 2.0, 1.0, "artifacts\n(JSONL + meta)", offline)
+    arrow(2.0, 4.0, 2.6, 4.0, "HTTP")
+    arrow(3.9, 4.0, 4.5, 4.0)
+    arrow(6.8, 4.0, 8.4, 4.0, "one line per request")
+    arrow(5.4, 3.35, 5.4, 1.85)
+    arrow(5.9, 1.85, 5.9, 3.35)
+    ax.text(5.3, 2.6, "user state", ha="right", va="center", fontsize=8.5, color="#555f73")
+    ax.text(6.0, 2.6, "tables", ha="left", va="center", fontsize=8.5, color="#555f73")
+    arrow(9.4, 3.5, 9.4, 2.95)
+    arrow(9.4, 1.9, 9.4, 1.55)
+    arrow(8.4, 1.0, 6.75, 1.0, "load + atomic switch", dy=-0.42)
+    return _save(fig, out / "architecture.png")
 
 
 # ---------------------------------------------------------------- the user model
@@ -235,8 +288,10 @@ def ab_tables(res: AbResult) -> tuple[str, str]:
         )
     s = res.srm
     extra = [
-        f"**SRM**: users per arm {dict(zip(s.arms, s.observed, strict=True))}, "
-        f"chi² = {s.chi2:.2f}, p = {_p(s.p_value)}: "
+        "**SRM**: users per arm "
+        + ", ".join(f"{a} {n:,}" for a, n in zip(s.arms, s.observed, strict=True))
+        + " against equal shares: "
+        f"χ² = {s.chi2:.2f}, p = {_p(s.p_value)}: "
         + ("**mismatch, do not trust the effects**" if s.mismatch else "no mismatch."),
         "",
         "| method | metric | effect | 95% CI | variance reduction |",
@@ -275,7 +330,7 @@ def build(out: Path, *, seed: int, tracks: int, users: int, sessions: int,
 
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    steps = ["user-flow", "listen curve", "world", "reference policies", "A/B simulation",
+    steps = ["user-flow", "architecture", "listen curve", "world", "reference policies", "A/B simulation",
              "A/B analysis"]
     bar = tqdm(steps, desc="figures", unit="step", file=sys.stderr)
     bar.set_postfix_str("user-flow")
@@ -283,6 +338,9 @@ def build(out: Path, *, seed: int, tracks: int, users: int, sessions: int,
     if not flow.is_file():
         raise SystemExit(f"figures: {flow} is missing; run `make user-flow` (needs Graphviz)")
     written.append(Path(shutil.copyfile(flow, out / "user-flow.png")))
+    bar.update()
+    bar.set_postfix_str("architecture")
+    written.append(architecture(out))
     bar.update()
     bar.set_postfix_str("listen curve")
     written.append(listen_curve(out))
