@@ -79,6 +79,12 @@ def test_load_errors_name_the_file(world_dir, tmp_path):
         World.load(broken)
     with pytest.raises(WorldError, match="not found"):
         World.load(tmp_path / "nowhere")
+    shutil.copy(world_dir / "hidden" / "embeddings.npy", broken / "hidden" / "embeddings.npy")
+    lines = (world_dir / "hidden" / "users.jsonl").read_text().splitlines()
+    lines[2] = lines[2][:-5]
+    (broken / "hidden" / "users.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(WorldError, match=r"users.jsonl:3: invalid JSON"):
+        World.load(broken)
 
 
 def test_interest_neighbours_are_exact(world_dir):
