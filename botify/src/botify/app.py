@@ -280,8 +280,8 @@ class Service:
 
     def _fetch_state(
         self, user: int, track: int, time_: float, exps: ExperimentSet
-    ) -> tuple[set[int], list[tuple[int, float]]]:
-        """Round trip 1: record the listen, read recent listens and the session's played set.
+    ) -> tuple[set[int], list[bytes]]:
+        """Round trip 1: record the listen, read recent listens (raw) and the session's played set.
 
         One server-side script (EVALSHA) instead of a 7-command pipeline: one command
         to pack and parse, and the same atomic effect. At most once per
@@ -300,9 +300,7 @@ class Service:
             [self.keys.recent(user), self.keys.session(user)],
             [f"{track}:{time_!r}", track, s.recent_listens, s.recent_ttl, s.session_ttl],
         )
-        recent = [(int(t), float(f)) for t, _, f in (item.partition(b":") for item in res[0])]
-        played = set(map(int, res[1]))
-        return played, recent
+        return set(map(int, res[1])), res[0]
 
     def next(self, user: int, track: int, time_: float, t0: float) -> tuple[int, dict[str, Any]]:
         """Answer /next: (recommended track, the event to log)."""
@@ -314,9 +312,12 @@ class Service:
         played: set[int] = {track}
         if self.redis_available():
             try:
-                played, recent = self._fetch_state(user, track, time_, exps)
+                played, recent_raw = self._fetch_state(user, track, time_, exps)
                 self._mark_up()
-                state = RequestState(user, track, time_, played, recent, RequestRng(self.settings.seed, user, track, len(played)))
+                state = RequestState(
+                    user, track, time_, played, None, RequestRng(self.settings.seed, user, track, len(played)),
+                    recent_raw=recent_raw,
+                )
                 set_state(state)
                 try:
                     rec, answered, fallback = self._run_chain(exps, serving, user, track, time_)

@@ -121,10 +121,17 @@ class RequestState:
     prev_track: int
     prev_time: float
     played: frozenset[int] | set[int]
-    recent: list[tuple[int, float]]
+    recent: list[tuple[int, float]] | None  # None: parse `recent_raw` on first use
     rng: RequestRng
     redis_ok: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    recent_raw: list[bytes] | None = None
+
+    def recent_listens(self) -> list[tuple[int, float]]:
+        """[(track, time)] newest first; parsed lazily (most recommenders never ask)."""
+        if self.recent is None:
+            self.recent = [(int(t), float(f)) for t, _, f in (x.partition(b":") for x in self.recent_raw or ())]
+        return self.recent
 
 
 class TableReader:
@@ -221,7 +228,7 @@ class Recommender:
         return current_state().played
 
     def recent(self, user: int) -> list[tuple[int, float]]:
-        return current_state().recent
+        return current_state().recent_listens()
 
     def table(self, name: str) -> _TableHandle:
         """A live table, by table name or by this class's table parameter name."""
