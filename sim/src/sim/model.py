@@ -243,6 +243,20 @@ class Session:
         self._sharp = float(model._sharp[user])
         self._gamma = float(model._gamma[user])
 
+    @property
+    def consume_bias(self) -> float:
+        """This session's user bias (hidden; for oracles and tests)."""
+        return self._bias
+
+    @property
+    def consume_sharpness(self) -> float:
+        return self._sharp
+
+    @property
+    def gamma(self) -> float:
+        """Artist discount of this session's user (per-user override or the param)."""
+        return self._gamma
+
     def appeal(self, track: int) -> float:
         """sigmoid((<e_r, taste> + hype - bias) * sharpness), before discount and rounding."""
         m = self.model
