@@ -115,3 +115,18 @@ def test_smaller_k_is_the_prefix_of_a_larger_table(world_dir):
     assert np.array_equal(small, big[:, :10]) and np.array_equal(row, row10)
     tracks = np.unique(w.interests)[:50]
     assert np.array_equal(small[row[tracks]], fresh.nearest(fresh.embeddings[tracks], 10))
+
+
+def test_byte_identical_across_processes(tmp_path):
+    import subprocess
+    import sys
+
+    digests = []
+    for name in ("a", "b"):
+        subprocess.run([sys.executable, "-m", "sim.world", "generate", "--seed", "5", "--tracks",
+                        "700", "--users", "80", "--dim", "16", "--out", str(tmp_path / name)],
+                       check=True, capture_output=True)
+        digests.append(_digest(tmp_path / name))
+    assert digests[0] == digests[1]
+    meta = json.loads((tmp_path / "a" / "world.json").read_text())
+    assert meta["dim"] == 16 and meta["params"]["seed"] == 5
