@@ -31,6 +31,11 @@ KERNEL = "botify-venv"
 @pytest.fixture(scope="session")
 def lab_run(tmp_path_factory: pytest.TempPathFactory, redis_process) -> dict[str, Path]:
     """Logs and world of a two-day lab run (a few hundred sessions, a 3,000-track world)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_process.url)
+    client.flushall()  # the private test Redis: earlier tests may have left tables in it
+    client.close()
     base = tmp_path_factory.mktemp("nb-lab")
     cmd = [
         sys.executable, "-m", "botify.lab", "--days", "2", "--sessions", "200",
