@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests"))
 from botify.embedded_redis import EmbeddedRedis  # noqa: E402
-from helpers_service import free_port, http_get, service_env  # noqa: E402
+from helpers_service import children_of, free_port, http_get, service_env  # noqa: E402
 from service_bench import LUA, run_wrk, write_inputs  # noqa: E402
 
 from botify import store  # noqa: E402
@@ -118,25 +118,29 @@ def main(argv: list[str] | None = None) -> int:
                     proc = start(cmd, app, port, env, d / "server.log")
                     try:
                         url = f"http://127.0.0.1:{port}"
+                        pids = [proc.pid, *children_of(proc.pid), *([er.proc.pid] if er.proc else [])]
                         if app == "floor":
                             run_wrk(f"{url}/floor", 64, 2, 2, None, env)
-                            res["floor"] = run_wrk(f"{url}/floor", 64, 2, args.duration, None, env)
+                            res["floor"] = run_wrk(f"{url}/floor", 64, 2, args.duration, None, env, pids)
                         else:
                             run_wrk(url, 64, 2, 2, LUA, env)
-                            res["next"] = run_wrk(url, 64, 2, args.duration, LUA, env)
-                            res["next1"] = run_wrk(url, 1, 1, args.duration, LUA, env)
+                            res["next"] = run_wrk(url, 64, 2, args.duration, LUA, env, pids)
+                            res["next1"] = run_wrk(url, 1, 1, args.duration, LUA, env, pids)
                     finally:
                         stop(proc)
                 f, n, n1 = res["floor"], res["next"], res["next1"]
-                row = (f"| {name} | {f['rps']:.0f} | {f['p99_ms']:.1f} ms | {n['rps']:.0f} | {n['p50_ms']:.1f} ms "
-                       f"| {n['p99_ms']:.1f} ms | {n1['p50_ms']:.2f} ms | {n['non_2xx'] + n['socket_errors']:.0f} |")
+                cpu_f = f["server_cpu_us_per_req"] + f["wrk_cpu_us_per_req"]
+                cpu_n = n["server_cpu_us_per_req"] + n["wrk_cpu_us_per_req"]
+                row = (f"| {name} | {f['rps']:.0f} | {f['p99_ms']:.1f} ms | {cpu_f:.0f} us | {n['rps']:.0f} | {n['p50_ms']:.1f} ms "
+                       f"| {n['p99_ms']:.1f} ms | {cpu_n:.0f} us | {n1['p50_ms']:.2f} ms | {n['non_2xx'] + n['socket_errors']:.0f} |")
                 rows.append(row)
                 print(row, flush=True)
     finally:
         shutil.rmtree(d, ignore_errors=True)
-    print("\n| server (2 workers) | floor req/s | floor p99 | /next req/s | /next p50 | /next p99 "
-          "| /next p50 at 1 conn | errors |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(f"\n1-minute load average at the end: {os.getloadavg()[0]:.1f}. CPU = server processes + wrk, per request.")
+    print("\n| server (2 workers) | floor req/s | floor p99 | floor CPU | /next req/s | /next p50 | /next p99 "
+          "| /next CPU | /next p50 at 1 conn | errors |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     print("\n".join(rows))
     return 0
 

@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--users", type=int, default=10_000)
     ap.add_argument("--neighbours", type=int, default=50)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1, help="WSGI threads per worker")
+    ap.add_argument("--threads", type=int, default=2, help="WSGI threads per worker (serve's default)")
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--wrk-threads", type=int, default=2)
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per measured wrk run")

@@ -213,8 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", help="address to bind (default $BOTIFY_HOST or 127.0.0.1)")
     s.add_argument("--port", type=int, help="TCP port (default $BOTIFY_PORT or 5001)")
     s.add_argument("--workers", type=int, help="worker processes (default $BOTIFY_WORKERS or 2)")
-    s.add_argument("--threads", type=int, default=1,
-                   help="WSGI threads per worker (default 1: measured fastest, docs/serving.md)")
+    s.add_argument("--threads", type=int, default=2,
+                   help="WSGI threads per worker (default 2: see docs/serving.md)")
     s.add_argument("--catalog", type=Path, metavar="FILE", help="tracks file (default $BOTIFY_CATALOG)")
     s.add_argument("--log-dir", type=Path, metavar="DIR", help="event log dir (default $BOTIFY_LOG_DIR)")
     s.add_argument("--experiments", type=Path, metavar="FILE", help="experiments config (default $BOTIFY_EXPERIMENTS)")

@@ -55,7 +55,7 @@ class StartupError(RuntimeError):
 class ServerOptions:
     """Serving knobs that are not app settings (they do not reach the app)."""
 
-    threads: int = 1
+    threads: int = 2
     app_factory: str = DEFAULT_APP
     load_catalog: bool = True
     backlog: int = 2048
