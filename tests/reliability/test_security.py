@@ -241,8 +241,8 @@ def test_every_state_changing_endpoint_requires_a_token(redis_url: str, tmp_path
             url = re.sub(r"\{[^}]+\}", "1", path)
             resp = client.open(url, method=method, json={})
             assert resp.status_code in (401, 403), f"{method} {path} without a token: {resp.status_code}"
-        # Today there is none; a new one passes the checks above, then joins PUBLIC_WRITES'
-        # neighbour list here with a comment saying which token protects it.
+        # Today there is none. Whoever adds one makes it pass the checks above and then
+        # exempts it here by name, next to the token that protects it.
         assert extra == set(), f"state-changing endpoints besides /next and /last: {sorted(extra)}"
         assert PUBLIC_WRITES <= writes  # the scan saw the real routes
     finally:
