@@ -69,18 +69,25 @@ def _moments(u: pd.DataFrame) -> dict[str, stats.Moments]:
     return out
 
 
-def timeline(sess: DataFrame, arms: list[str], points: int = 60) -> pd.DataFrame:
+def timeline(
+    sess: DataFrame,
+    arms: list[str],
+    points: int = 60,
+    span: tuple[int | None, int | None] | None = None,
+) -> pd.DataFrame:
     """Cumulative pooled time per session per arm by session end: `ab._timeline`'s
     buckets, computed in Spark (integer ms arithmetic gives the same bucket edges)."""
     from pyspark.sql import functions as sf
 
     fin = sess.filter(sf.col("finished"))
-    r = fin.agg(sf.min("end").alias("lo"), sf.max("end").alias("hi")).collect()[0]
-    if r["lo"] is None:
+    if span is None:
+        r = fin.agg(sf.min("end").alias("lo"), sf.max("end").alias("hi")).collect()[0]
+        span = (r["lo"], r["hi"])
+    if span[0] is None or span[1] is None:
         return pd.DataFrame(columns=["arm", "time", "time_per_session", "sessions"])
-    lo, hi = int(r["lo"]), int(r["hi"])
-    span = max((hi - lo) / 1000.0, 1.0)
-    step = max(60, int(span / points) // 60 * 60)
+    lo, hi = int(span[0]), int(span[1])
+    seconds = max((hi - lo) / 1000.0, 1.0)
+    step = max(60, int(seconds / points) // 60 * 60)
     lo_floor = lo - lo % 60_000
     step_ms = step * 1000
     bucket = sf.lit(lo_floor) + (
@@ -201,11 +208,23 @@ def analyze(
     # The course keeps only events that carry the experiment.
     ev = loaded.events.withColumn("arm", arm(experiment)).filter(sf.col("arm").isNotNull())
 
-    pairs = ev.select("user", "arm").distinct().persist(StorageLevel.MEMORY_AND_DISK)
-    users_by_arm = {r["arm"]: int(r["n"]) for r in pairs.groupBy("arm").agg(
-        sf.count(sf.lit(1)).alias("n")).collect()}
-    n_multi = int(sum(users_by_arm.values()) - pairs.select("user").distinct().count())
-    pairs.unpersist()
+    # One job: distinct users per arm and overall (rollup's null row), and the first
+    # and last `last` event (the span of finished sessions' ends, for the timeline).
+    is_last = sf.col("message") == "last"
+    per_arm_rows = (
+        ev.rollup("arm")
+        .agg(
+            sf.count_distinct("user").alias("n"),
+            sf.min(sf.when(is_last, sf.col("timestamp"))).alias("lo"),
+            sf.max(sf.when(is_last, sf.col("timestamp"))).alias("hi"),
+        )
+        .collect()
+    )
+    users_by_arm = {r["arm"]: int(r["n"]) for r in per_arm_rows if r["arm"] is not None}
+    total = [r for r in per_arm_rows if r["arm"] is None]
+    n_users = int(total[0]["n"]) if total else 0
+    n_multi = int(sum(users_by_arm.values()) - n_users)
+    span = (total[0]["lo"], total[0]["hi"]) if total else (None, None)
     arms_seen = list(users_by_arm)
     if shares:
         for a in shares:
@@ -241,18 +260,21 @@ def analyze(
     )
     try:
         u = user_level(sess)
-        unfinished = int(sess.filter(~sf.col("finished")).count())
-        lengths = (
-            sess.filter(sf.col("finished"))
-            .groupBy("arm", "tracks")
+        hist = (
+            sess.groupBy("finished", "arm", "tracks")
             .agg(sf.count(sf.lit(1)).alias("sessions"))
             .toPandas()
+        )
+        unfinished = int(hist.loc[~hist["finished"].astype(bool), "sessions"].sum())
+        lengths = (
+            hist.loc[hist["finished"].astype(bool), ["arm", "tracks", "sessions"]]
             .sort_values(["arm", "tracks"])
             .reset_index(drop=True)
         )
+        lengths["arm"] = lengths["arm"].astype(str).to_numpy(dtype=object)
         lengths["tracks"] = lengths["tracks"].astype(np.int64)
         lengths["sessions"] = lengths["sessions"].astype(np.int64)
-        tl = timeline(sess, arms)
+        tl = timeline(sess, arms, span=span)
     finally:
         sess.unpersist()
 

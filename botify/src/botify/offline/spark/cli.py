@@ -1,0 +1,213 @@
+"""`--engine spark` for `python -m botify.ab` and `python -m botify.train`.
+
+The entry points keep their parsers; this module adds two flags and runs the
+Spark path with the parsed arguments, printing and writing exactly what the
+embedded path does (same AbResult, same report writers, same artifact writer).
+Nothing here imports pyspark until the Spark path actually runs, so `--help`
+stays instant and the embedded path never needs Java.
+
+Until the entry points call these hooks, `python -m botify.offline.spark ab ...`
+and `python -m botify.offline.spark train MODEL ...` run the same code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ENGINES = ("embedded", "spark")
+
+
+def add_engine_args(parser: argparse.ArgumentParser) -> None:
+    """Add `--engine {embedded,spark}` and `--spark-master URL` to a parser."""
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="embedded",
+        help="embedded (pandas, default) or spark (pyspark + Java 17; same numbers)",
+    )
+    parser.add_argument(
+        "--spark-master",
+        metavar="URL",
+        default=None,
+        help="Spark master for --engine spark: local[*] (default, or $BOTIFY_SPARK_MASTER), "
+        "spark://host:7077, yarn, k8s://...; --logs may then be hdfs:// or s3a:// URIs",
+    )
+
+
+def _err(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return 2
+
+
+def run_ab(args: argparse.Namespace) -> int:
+    """The Spark path of `python -m botify.ab` (same flags, same outputs)."""
+    from rich.console import Console
+
+    from botify.offline.ab import AbError
+    from botify.offline.report import print_terminal, write_html
+    from botify.offline.spark.ab import analyze
+    from botify.offline.spark.logs import read_events
+    from botify.offline.spark.session import SparkUnavailableError, get_spark
+
+    con = Console() if sys.stdout.isatty() else Console(width=150)
+    t0 = time.perf_counter()
+    try:
+        spark = get_spark(getattr(args, "spark_master", None), "botify-ab")
+    except SparkUnavailableError as exc:
+        return _err(str(exc))
+    try:
+        loaded = read_events(spark, args.logs)
+        prev = read_events(spark, args.previous_logs) if args.previous_logs else None
+    except FileNotFoundError as exc:
+        return _err(str(exc))
+    name = args.experiment
+    if name is None:
+        if len(loaded.experiments) != 1:
+            return _err(
+                "--experiment is required; experiments in the logs: "
+                + (", ".join(loaded.experiments) or "none")
+            )
+        name = loaded.experiments[0]
+    if loaded.report.events == 0:
+        return _err(f"no valid events in {', '.join(map(str, args.logs))}")
+    try:
+        res = analyze(
+            loaded,
+            name,
+            args.control,
+            alpha=args.alpha,
+            previous=prev,
+            shares=args.shares,
+            mde_target=args.mde,
+            power=args.power,
+            srm_threshold=args.srm_threshold,
+        )
+    except AbError as exc:
+        return _err(str(exc))
+    finally:
+        loaded.unpersist()
+        if prev is not None:
+            prev.unpersist()
+    if loaded.report.bad or loaded.report.duplicates:
+        res.warnings.insert(0, "logs: " + loaded.report.summary())
+    if not args.quiet:
+        con.print(f"[dim]logs (spark {spark.sparkContext.master}): {loaded.report.summary()}[/]")
+        print_terminal(res, con)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(res.to_dict(), indent=2, default=str), encoding="utf-8")
+        if not args.quiet:
+            con.print(f"JSON: {args.json}")
+    if args.html:
+        write_html(res, args.html)
+        if not args.quiet:
+            con.print(f"HTML: {args.html}")
+    if not args.quiet:
+        con.print(f"[dim]done in {time.perf_counter() - t0:.2f} s (spark)[/]")
+    return 3 if (res.srm.mismatch and getattr(args, "fail_on_srm", False)) else 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """The Spark path of `python -m botify.train MODEL` (top_pop and i2i)."""
+    from botify.offline.artifacts import ArtifactError, write_artifact
+    from botify.offline.spark.logs import read_events
+    from botify.offline.spark.session import SparkUnavailableError, get_spark
+    from botify.offline.spark.sessions import sessionize
+    from botify.offline.spark.train import SPARK_MODELS, train_artifact
+    from botify.offline.train import TrainError, catalog_size
+
+    if args.model not in SPARK_MODELS:
+        return _err(
+            f"model {args.model!r} is not available with --engine spark "
+            f"(only {', '.join(SPARK_MODELS)})"
+        )
+    params = {k[2:]: v for k, v in vars(args).items() if k.startswith("p_")}
+    for d in args.logs:
+        if "hidden" in Path(str(d)).parts:
+            return _err(f"{d}: refusing to read the simulator's hidden files")
+    try:
+        n_tracks = catalog_size(args.catalog) if args.catalog else None
+        spark = get_spark(getattr(args, "spark_master", None), "botify-train")
+        loaded = read_events(spark, args.logs)
+        for w in loaded.report.warnings:
+            if not args.quiet:
+                print(f"logs: {w}", file=sys.stderr)
+        if loaded.report.events == 0:
+            raise TrainError(f"no events found under {', '.join(map(str, args.logs))}")
+        art, meta = train_artifact(
+            args.model,
+            sessionize(loaded.events),
+            n_tracks=n_tracks,
+            params=params,
+            k=args.k,
+            seed=args.seed,
+        )
+        loaded.unpersist()
+        meta["data_window"]["logs"] = [str(x) for x in args.logs]
+        if args.catalog:
+            meta["catalog"] = str(Path(args.catalog).resolve())
+        write_artifact(args.out, art, meta)
+    except (
+        TrainError,
+        ValueError,
+        ImportError,
+        FileNotFoundError,
+        ArtifactError,
+        SparkUnavailableError,
+    ) as exc:
+        return _err(str(exc))
+    print(
+        f"{args.out}: {meta['kind']} artifact, {meta['rows']} rows, model {args.model} "
+        f"(served by {meta['served_by']}), trained on spark in {meta['train_seconds']:.1f} s"
+    )
+    return 0
+
+
+def run_spark(command: str, args: argparse.Namespace) -> int:
+    """Dispatch for the entry points' hook: command is "ab" or "train"."""
+    if command == "ab":
+        return run_ab(args)
+    if command == "train":
+        return run_train(args)
+    raise ValueError(f"unknown command {command!r}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m botify.offline.spark {ab,train} ...`: the entry points' parsers plus
+    --spark-master, always on the Spark engine."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("ab", "train"):
+        print(
+            "usage: python -m botify.offline.spark {ab,train} [--spark-master URL] ARGS...\n"
+            "  ab: the flags of python -m botify.ab; train: python -m botify.train's "
+            "(models top_pop, i2i)",
+            file=sys.stderr,
+        )
+        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+    command, rest = argv[0], argv[1:]
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--spark-master", default=None)
+    pre.add_argument("--engine", default="spark")
+    ns, rest = pre.parse_known_args(rest)
+    parser: Any
+    if command == "ab":
+        from botify.ab import build_parser as ab_parser
+
+        parser = ab_parser()
+    else:
+        from botify.offline.train import build_parser as train_parser
+
+        parser = train_parser()
+    args = parser.parse_args(rest)
+    args.spark_master = ns.spark_master
+    args.engine = "spark"
+    return run_spark(command, args)
+
+
+__all__ = ["ENGINES", "add_engine_args", "main", "run_ab", "run_spark", "run_train"]
