@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -115,24 +116,58 @@ def aggregate_pairs(
         e = np.empty(0, dtype=np.int64)
         return e, np.zeros(1, dtype=np.int64), e, np.empty(0)
     n_rows = int(rows.max()) + 1
+    if unit_weights and packed_value_bits(n_rows, n_cols) >= 20:
+        return aggregate_unit_chunks([(rows, cols, vals)], n_rows, n_cols)
     key = rows * np.int64(n_cols) + cols
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    return _csr_from_sorted(key[starts], np.add.reduceat(vals[order], starts), n_cols)
+
+
+def packed_value_bits(n_rows: int, n_cols: int) -> int:
+    """Bits left for a quantised value below a packed (row, col) key in an int64."""
     key_bits = max(1, int(n_rows * n_cols - 1).bit_length())
-    val_bits = min(62 - key_bits, 40)
-    if unit_weights and val_bits >= 20:
-        if vals.min() < 0 or vals.max() > 1:
+    return min(62 - key_bits, 40)
+
+
+def aggregate_unit_chunks(
+    chunks: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], n_rows: int, n_cols: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``aggregate_pairs(unit_weights=True)`` over (rows, cols, vals) chunks.
+
+    Each chunk is packed into one int64 per entry as it arrives, so the peak memory is
+    one int64 array of all entries (plus a chunk), not rows + cols + vals + keys.
+    """
+    val_bits = packed_value_bits(n_rows, n_cols)
+    if val_bits < 20:
+        raise ValueError("catalog too large for packed aggregation")
+    scale = 1 << (val_bits - 1)  # 1.0 -> scale, which still fits in val_bits
+    parts = []
+    for rows, cols, vals in chunks:
+        v = np.asarray(vals, dtype=np.float64)
+        if len(v) == 0:
+            continue
+        if v.min() < 0 or v.max() > 1:
             raise ValueError("unit_weights needs values in [0, 1]")
-        scale = 1 << (val_bits - 1)  # 1.0 -> scale, which still fits in val_bits
-        packed = np.sort((key << val_bits) | np.rint(vals * scale).astype(np.int64))
-        key = packed >> val_bits
-        q = packed & ((1 << val_bits) - 1)
-        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-        summed = np.add.reduceat(q, starts).astype(np.float64) / scale
-    else:
-        order = np.argsort(key, kind="stable")
-        key = key[order]
-        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-        summed = np.add.reduceat(vals[order], starts)
-    ukey = key[starts]
+        key = np.asarray(rows, dtype=np.int64) * np.int64(n_cols) + np.asarray(cols, dtype=np.int64)
+        parts.append((key << val_bits) | np.rint(v * scale).astype(np.int64))
+    if not parts:
+        e = np.empty(0, dtype=np.int64)
+        return e, np.zeros(1, dtype=np.int64), e, np.empty(0)
+    packed = np.concatenate(parts)
+    del parts
+    packed.sort()
+    key = packed >> val_bits
+    packed &= (1 << val_bits) - 1  # now the quantised values
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    summed = np.add.reduceat(packed, starts).astype(np.float64) / scale
+    return _csr_from_sorted(key[starts], summed, n_cols)
+
+
+def _csr_from_sorted(
+    ukey: np.ndarray, summed: np.ndarray, n_cols: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     r, c = ukey // n_cols, ukey % n_cols
     rstarts = np.flatnonzero(np.r_[True, r[1:] != r[:-1]])
     indptr = np.r_[rstarts, len(r)].astype(np.int64)

@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from botify.offline.artifacts import Artifact
-from botify.offline.models.base import TrainData, aggregate_pairs, topk_csr
+from botify.offline.models.base import (
+    TrainData,
+    aggregate_pairs,
+    aggregate_unit_chunks,
+    packed_value_bits,
+    topk_csr,
+)
 
 KIND = "i2i"
 
@@ -48,25 +54,27 @@ def cooccurrence(
     if not 0.0 < params.decay <= 1.0:
         raise ValueError("decay must be in (0, 1]")
     t = np.where(data.time >= params.min_time, data.time, 0.0)
-    rows, cols, vals = [], [], []
-    for d in range(1, params.window + 1):
-        i, j = data.pairs(d)
-        if len(i) == 0:
-            break
-        w = t[i] * t[j] * (params.decay ** (d - 1))
-        a, b = data.track[i], data.track[j]
-        keep = (w > 0) & (a != b)
-        a, b, w = a[keep], b[keep], w[keep]
-        rows += [a, b]
-        cols += [b, a]
-        vals += [w, w]
-    if not rows:
+
+    def chunks():  # both directions of every pair at distance d, one offset at a time
+        for d in range(1, params.window + 1):
+            i, j = data.pairs(d)
+            if len(i) == 0:
+                return
+            w = t[i] * t[j] * (params.decay ** (d - 1))
+            a, b = data.track[i], data.track[j]
+            keep = (w > 0) & (a != b)
+            a, b, w = a[keep], b[keep], w[keep]
+            yield a, b, w
+            yield b, a, w
+
+    n = data.n_tracks
+    if packed_value_bits(n, n) >= 20:
+        return aggregate_unit_chunks(chunks(), n, n)
+    parts = list(chunks())  # a catalog of millions of tracks: the float path
+    if not parts:
         e = np.empty(0, dtype=np.int64)
         return e, np.zeros(1, dtype=np.int64), e, np.empty(0)
-    return aggregate_pairs(
-        np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), data.n_tracks,
-        unit_weights=params.decay <= 1.0,
-    )
+    return aggregate_pairs(*(np.concatenate(x) for x in zip(*parts, strict=True)), n)
 
 
 def fit(data: TrainData, params: Params, *, k: int, seed: int) -> Artifact:
