@@ -86,6 +86,10 @@ def _print_figures(res: ScenarioResult) -> None:
         f"{sum(1 for t, i, s in res.health if s != 200 and not res.redis_stopped <= t <= (res.health_recovered or 0))}; "
         f"final stops {res.final_stop_seconds}; workdir {res.workdir}"
     )
+    # why any request fell back after the outage (timeouts under load vs dead connections)
+    for name, out in res.service_outputs.items():
+        causes = Counter(re.sub(r"\d+", "N", m) for m in re.findall(r"Redis unavailable \((.*?)\)", out))
+        print(f"  replica {name}: Redis errors logged {dict(causes)}")
 
 
 # -- 2. load with accounting -----------------------------------------------------------
