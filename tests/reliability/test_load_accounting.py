@@ -88,7 +88,7 @@ def _print_figures(res: ScenarioResult) -> None:
     )
     # why any request fell back after the outage (timeouts under load vs dead connections)
     for name, out in res.service_outputs.items():
-        causes = Counter(re.sub(r"\d+", "N", m) for m in re.findall(r"Redis unavailable \((.*?)\)", out))
+        causes = Counter(re.sub(r"\d+", "N", m) for m in re.findall(r"Redis (?:unavailable|call failed) \((.*?)\): ", out))
         print(f"  replica {name}: Redis errors logged {dict(causes)}")
 
 
