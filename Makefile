@@ -11,7 +11,7 @@ install: $(STAMP) ## create .venv and install sim, botify and the dev tools
 $(STAMP): sim/pyproject.toml botify/pyproject.toml requirements-dev.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install -q -e ./sim -e "./botify[offline,train]" -r requirements-dev.txt
+	$(BIN)/python -m pip install -q -e ./sim -e "./botify[offline,train,spark]" -r requirements-dev.txt
 	@touch $@
 
 demo: install ## world -> service on embedded Redis -> one simulated A/B day -> report
