@@ -201,7 +201,7 @@ def _parse(spark: SparkSession, files: list[str], norm: list[str]) -> DataFrame:
         .when(~in_range, sf.lit("out_of_range"))
         .otherwise(sf.lit("ok"))
     )
-    return df.select(
+    df = df.select(
         "value",
         "file",
         rank[file_norm].cast("int").alias("file_rank"),
@@ -218,6 +218,14 @@ def _parse(spark: SparkSession, files: list[str], norm: list[str]) -> DataFrame:
         "recommender",
         "fallback",
         "experiments",
+    )
+    # The raw line is kept only for bad lines (report examples); good lines keep
+    # just their two fingerprint hashes, so the cache holds parsed columns only.
+    return df.select(
+        sf.when(sf.col("status") != "ok", sf.substring("value", 1, 160)).alias("bad_text"),
+        sf.xxhash64("value").alias("h1"),
+        sf.hash("value").alias("h2"),
+        *[c for c in df.columns if c not in ("value", "file")],
     )
 
 
@@ -246,8 +254,8 @@ def read_events(
         parsed.groupBy("file_rank", "status")
         .agg(
             sf.count(sf.lit(1)).alias("n"),
-            sf.sum(sf.xxhash64("value")).alias("h1"),
-            sf.bit_xor(sf.hash("value")).alias("h2"),
+            sf.sum("h1").alias("h1"),
+            sf.bit_xor("h2").alias("h2"),
             sf.max(sf.struct("block", "rid")).alias("last"),
             sf.array_distinct(sf.flatten(sf.collect_set(sf.map_keys("experiments")))).alias("exps"),
         )
@@ -304,7 +312,7 @@ def read_events(
         for r in (
             parsed.filter(keep & (sf.col("status") != "ok"))
             .orderBy("file_rank", "block", "rid")
-            .select("file_rank", "status", sf.substring("value", 1, 160).alias("text"))
+            .select("file_rank", "status", sf.col("bad_text").alias("text"))
             .limit(_MAX_EXAMPLES)
             .collect()
         ):

@@ -52,12 +52,16 @@ appender.console.name = console
 appender.console.target = SYSTEM_ERR
 appender.console.layout.type = PatternLayout
 appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n
+logger.repl.name = org.apache.spark.repl.Main
+logger.repl.level = error
+logger.gateway.name = org.apache.spark.api.python.PythonGatewayServer
+logger.gateway.level = error
 """
 
 
 def _log4j_file() -> str:
     """A log4j2 config that prints errors only (Spark's default prints INFO from JVM start)."""
-    path = os.path.join(tempfile.gettempdir(), f"botify-spark-log4j2-{os.getuid()}.properties")
+    path = os.path.join(tempfile.gettempdir(), f"botify-spark-log4j2-{os.getuid()}-v3.properties")
     if not os.path.exists(path):
         tmp = path + f".{os.getpid()}"
         with open(tmp, "w") as fh:

@@ -105,15 +105,18 @@ def i2i_scores(rows: DataFrame, params: i2i_mod.Params) -> DataFrame:
     pairs = pairs.select("a", sf.col("p.b").alias("b"), sf.col("p.w").alias("w")).filter(
         sf.col("b").isNotNull() & (sf.col("w") > 0) & (sf.col("a") != sf.col("b"))
     )
-    both = pairs.select(
+    # The matrix is symmetric: sum each unordered pair once, then mirror (half the shuffle).
+    und = pairs.groupBy(
+        sf.least("a", "b").alias("lo"), sf.greatest("a", "b").alias("hi")
+    ).agg(sf.sum("w").alias("c"))
+    c = und.select(
         sf.explode(
             sf.array(
-                sf.struct(sf.col("a").alias("a"), sf.col("b").alias("b"), sf.col("w").alias("w")),
-                sf.struct(sf.col("b").alias("a"), sf.col("a").alias("b"), sf.col("w").alias("w")),
+                sf.struct(sf.col("lo").alias("a"), sf.col("hi").alias("b"), sf.col("c")),
+                sf.struct(sf.col("hi").alias("a"), sf.col("lo").alias("b"), sf.col("c")),
             )
         ).alias("q")
     ).select("q.*")
-    c = both.groupBy("a", "b").agg(sf.sum("w").alias("c"))
     if params.min_support > 0:
         c = c.filter(sf.col("c") >= params.min_support)
     pop = c.groupBy("a").agg(sf.sum("c").alias("pop"))
@@ -124,8 +127,9 @@ def i2i_scores(rows: DataFrame, params: i2i_mod.Params) -> DataFrame:
     pop = pop.select(
         "a", sf.when(sf.col("pop") > 0, norm).otherwise(sf.lit(1.0)).alias("norm")
     )
-    na = pop.select(sf.col("a"), sf.col("norm").alias("na"))
-    nb = pop.select(sf.col("a").alias("b"), sf.col("norm").alias("nb"))
+    # one row per track: small enough to ship to every task
+    na = sf.broadcast(pop.select(sf.col("a"), sf.col("norm").alias("na")))
+    nb = sf.broadcast(pop.select(sf.col("a").alias("b"), sf.col("norm").alias("nb")))
     return (
         c.join(na, "a")
         .join(nb, "b")
@@ -147,7 +151,7 @@ def fit_i2i(rows: DataFrame, params: i2i_mod.Params, *, k: int) -> Artifact:
         sf.array_sort(sf.collect_list(sf.struct("r", "b"))).alias("l")
     )
     out: dict[int, list[int]] = {}
-    for r in lists.toLocalIterator():
+    for r in lists.collect():  # k ids per track: small next to the pairs it came from
         out[int(r["a"])] = [int(x["b"]) for x in r["l"]]
     return Artifact("i2i", lists=dict(sorted(out.items())))
 
