@@ -139,13 +139,13 @@ def test_old_versions_are_collected(r: redis.Redis, tracks_file: Path, tmp_path:
     [
         ([], "empty"),
         (["not an object"], "JSON object"),
-        ([{"foo": 1}], "unknown line format"),
+        ([{"foo": 1}], "unrecognised line"),
         ([{"item_id": 1, "recommendations": [1000]}], "unknown track"),
-        ([{"item_id": 1000, "recommendations": [1]}], "not a catalog track"),
-        ([{"item_id": 1, "recommendations": [1.5]}], "integers"),
+        ([{"item_id": 1000, "recommendations": [1]}], "unknown track id 1000 as item_id"),
+        ([{"item_id": 1, "recommendations": [1.5]}], "not a track id"),
         ([{"item_id": 1, "recommendations": "1,2"}], "list"),
         ([{"user": -1, "tracks": [1]}], "user id"),
-        ([{"user": 1, "tracks": [True]}], "integers"),
+        ([{"user": 1, "tracks": [True]}], "not a track id"),
         ([{"item_id": 1, "recommendations": [2]}, {"user": 1, "tracks": [1]}], "mixes"),
         ([{"item_id": 1, "recommendations": [2]}, {"item_id": 1, "recommendations": [3]}], "duplicate"),
         ([{"tracks": []}], "empty top"),
@@ -163,7 +163,7 @@ def test_garbage_bytes_and_sidecar_mismatch(r: redis.Redis, tracks_file: Path, t
     store.load_catalog(r, tracks_file, NS)
     p = tmp_path / "bin.jsonl"
     p.write_bytes(b"\x80\x03}q\x00.")  # a pickle is not an artifact
-    with pytest.raises(store.TableError, match="not JSON"):
+    with pytest.raises(store.TableError, match="not valid JSON"):
         store.load_table(r, "i2i", p, NS)
     p = _write(tmp_path / "u.jsonl", [{"user": 3, "tracks": [1, 2]}])
     (tmp_path / "u.jsonl.meta.json").write_text(json.dumps({"model": "x", "kind": "i2i"}))

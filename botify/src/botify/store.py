@@ -28,11 +28,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from botify.catalog import Catalog
+from botify.offline.artifacts import ArtifactError, parse_artifact
 
 log = logging.getLogger("botify.store")
 
-MAX_USER_ID = 2**63 - 1
-TABLE_KINDS = ("i2i", "user", "top")
 TOP_FIELD = b"top"
 _CHUNK = 2000
 
@@ -236,65 +235,20 @@ def get_track(redis: redis_lib.Redis, namespace: str, version: str, track: int) 
 # ---------------------------------------------------------------- tables
 
 
-def _int_list(value: Any, where: str, what: str) -> list[int]:
-    if not isinstance(value, list):
-        raise TableError(f"{where}: '{what}' must be a list of track ids")
-    for v in value:
-        if type(v) is not int:
-            raise TableError(f"{where}: '{what}' must contain only integers, got {v!r}")
-    return value
-
-
 def parse_table(data: bytes, source: str, catalog_size: int) -> tuple[str, dict[bytes, bytes]]:
     """Validate an artifact and return (kind, field -> packed ids).
 
-    Why so strict: a table is served to every user as soon as it is switched
-    on; a bad one must be refused at load time, not discovered in production.
+    Why one parser for training and serving (botify.offline.artifacts): a table is
+    served to every user as soon as it is switched on, so what the trainers'
+    validator refuses must be refused here too, with the same one-line reasons.
     """
-    kind: str | None = None
-    out: dict[bytes, bytes] = {}
-    for lineno, line in enumerate(data.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{source}:{lineno}"
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise TableError(f"{where}: not JSON ({exc})") from exc
-        if not isinstance(obj, dict):
-            raise TableError(f"{where}: expected a JSON object")
-        if "item_id" in obj:
-            line_kind, key, ids = "i2i", obj["item_id"], obj.get("recommendations")
-            ids = _int_list(ids, where, "recommendations")
-            if type(key) is not int or not 0 <= key < catalog_size:
-                raise TableError(f"{where}: item_id {key!r} is not a catalog track id")
-        elif "user" in obj:
-            line_kind, key, ids = "user", obj["user"], obj.get("tracks")
-            ids = _int_list(ids, where, "tracks")
-            if type(key) is not int or not 0 <= key <= MAX_USER_ID:
-                raise TableError(f"{where}: user {key!r} is not a user id in 0..2^63-1")
-        elif "tracks" in obj:
-            line_kind, key, ids = "top", None, _int_list(obj["tracks"], where, "tracks")
-        else:
-            raise TableError(
-                f"{where}: unknown line format (expected item_id+recommendations, user+tracks or tracks)"
-            )
-        if kind is None:
-            kind = line_kind
-        elif kind != line_kind:
-            raise TableError(f"{where}: mixes {line_kind} lines into a {kind} table")
-        bad = [t for t in ids if not 0 <= t < catalog_size]
-        if bad:
-            raise TableError(f"{where}: unknown track id(s) {bad[:5]} (catalog has 0..{catalog_size - 1})")
-        field = TOP_FIELD if key is None else str(key).encode()
-        if field in out:
-            raise TableError(f"{where}: duplicate key {key!r}" if key is not None else f"{where}: more than one top list")
-        out[field] = pack_ids(ids)
-    if kind is None:
-        raise TableError(f"{source}: empty table")
-    if kind == "top" and not unpack_ids(out[TOP_FIELD]).size:
-        raise TableError(f"{source}: empty top list")
-    return kind, out
+    try:
+        art = parse_artifact(data.splitlines(), catalog_size)
+    except ArtifactError as exc:
+        raise TableError(f"{source}: {exc}") from exc
+    if art.kind == "top":
+        return "top", {TOP_FIELD: pack_ids(art.top)}
+    return art.kind, {str(key).encode(): pack_ids(ids) for key, ids in art.lists.items()}
 
 
 def load_table(

@@ -9,8 +9,8 @@ Format (COMPAT, docs/interfaces.md section 4), JSON lines:
 plus a sidecar ``FILE.meta.json`` with ``model``, ``kind``, ``params``, ``data_window``,
 ``created_at`` and ``metrics``.
 
-The validator is strict on purpose: the service calls it before switching the live
-recommender to a new table, so anything it lets through is served to users.
+The validator is strict on purpose: the service parses every table it loads with
+it (botify.store.parse_table), so anything it lets through is served to users.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from botify.validation import MAX_USER_ID
 
 KINDS = ("i2i", "user", "top")
 _KEYS = {"i2i": ("item_id", "recommendations"), "user": ("user", "tracks"), "top": (None, "tracks")}
@@ -173,9 +175,13 @@ def parse_artifact(lines: Sequence[bytes | str], n_tracks: int | None = None) ->
         if kind is None:
             kind, art = k, Artifact(k)
         elif k != kind:
-            raise ArtifactError(f"line {lineno}: a {k!r} line in a {kind!r} artifact")
+            raise ArtifactError(
+                f"line {lineno}: a {k!r} line in a {kind!r} artifact (an artifact never mixes kinds)"
+            )
         assert art is not None
         key_name, rec_name = _KEYS[k]
+        if k == "top" and obj[rec_name] == []:
+            raise ArtifactError(f"line {lineno}: 'tracks' is empty (an empty top list)")
         recs = _check_list(lineno, rec_name, obj[rec_name], n_tracks)
         if k == "top":
             if art.top:
@@ -183,6 +189,10 @@ def parse_artifact(lines: Sequence[bytes | str], n_tracks: int | None = None) ->
             art.top = list(recs)
             continue
         key = obj[key_name]
+        if k == "user" and not (_is_id(key) and key <= MAX_USER_ID):
+            raise ArtifactError(
+                f"line {lineno}: 'user' is {key!r}, not a non-negative id (a user id in 0..2^63-1)"
+            )
         if not _is_id(key):
             raise ArtifactError(f"line {lineno}: {key_name!r} is {key!r}, not a non-negative id")
         if k == "i2i" and n_tracks is not None and key >= n_tracks:
