@@ -31,7 +31,7 @@ from sim.batch import BatchEngine, EventLog
 from sim.model import UserModel, UserModelParams
 from sim.world import GeneratorParams, World, build
 
-POLICIES = ("random", "sticky_artist", "i2i", "oracle")
+POLICIES = ("random", "same_genre", "sticky_artist", "i2i", "oracle")
 
 
 # ------------------------------------------------------------- i2i learning
@@ -85,7 +85,7 @@ def _spmm(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, dense: np.ndarra
     return out
 
 
-def learn_i2i(world: World, log: EventLog, *, min_time: float = 0.5, rank: int = 32,
+def learn_i2i(world: World, log: EventLog, *, min_time: float = 0.5, rank: int = 64,
               n_related: int = 20, seed: int = 0) -> np.ndarray:
     """(A, n_related) related artists per artist (-1 = artist unseen in the log)."""
     n_art = world.n_artists
@@ -141,7 +141,13 @@ def run_seed(seed: int, *, n_tracks: int = 50_000, n_users: int = 10_000,
              oracle_sessions: int | None = None, n_parallel: int = 4096,
              progress: bool = False) -> list[CalibrationResult]:
     """All reference policies on one seeded world."""
-    from sim.policies import I2IPolicy, OraclePolicy, RandomPolicy, StickyArtistPolicy
+    from sim.policies import (
+        I2IPolicy,
+        OraclePolicy,
+        RandomPolicy,
+        SameGenrePolicy,
+        StickyArtistPolicy,
+    )
 
     if world is None:
         world = build(GeneratorParams(seed=seed, n_tracks=n_tracks, n_users=n_users))
@@ -154,6 +160,7 @@ def run_seed(seed: int, *, n_tracks: int = 50_000, n_users: int = 10_000,
     out = []
     policies = {
         "random": RandomPolicy(world, seed=seed * 1000 + 3),
+        "same_genre": SameGenrePolicy(world, seed=seed * 1000 + 6),
         "sticky_artist": StickyArtistPolicy(world, seed=seed * 1000 + 4),
         "i2i": I2IPolicy(world, learn_i2i(world, log, seed=seed), seed=seed * 1000 + 5),
         "oracle": OraclePolicy(world),
@@ -185,7 +192,7 @@ def markdown_table(results: list[CalibrationResult]) -> str:
 
 
 def ordering_holds(results: list[CalibrationResult]) -> bool:
-    """random < sticky_artist < i2i < oracle on every seed, each gap beyond 3 s.e."""
+    """random < same_genre < sticky_artist < i2i < oracle on every seed, each gap beyond 3 s.e."""
     by = {(r.seed, r.policy): r for r in results}
     for s in {r.seed for r in results}:
         chain = [by[s, p] for p in POLICIES]
@@ -221,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.day_sessions or 5 * args.users} random-traffic sessions. "
           f"Mean session length (sum of listen times) ± s.e.\n")
     print(markdown_table(results))
-    print(f"\nordering random < sticky_artist < i2i < oracle on every seed: "
+    print(f"\nordering random < same_genre < sticky_artist < i2i < oracle on every seed: "
           f"{'yes' if ordering_holds(results) else 'NO'} ({time.perf_counter() - t0:.0f} s)")
     return 0
 

@@ -3,6 +3,10 @@
 - random: uniform tracks (the course's first baseline);
 - sticky_artist: a random track of the previous track's artist (the course's
   "sticky artist" recommender);
+- same_genre: a random track of ANOTHER artist sharing the previous track's
+  primary genre, from the public catalog only (the content baseline: genre
+  tags are coarse, so it should beat random but not the artist or the
+  co-listening structure);
 - i2i: an item-to-item table learned from logged traffic (see I2IPolicy.fit);
 - oracle: an upper bound that reads the HIDDEN taste of the user; it is not a
   recommender anyone could build and is labelled as such everywhere.
@@ -45,6 +49,60 @@ class StickyArtistPolicy:
     def _pick(self, last: np.ndarray) -> np.ndarray:
         a = self.artist[last]
         return self.tracks[self.off[a] + (self.rng.random(last.size) * self.cnt[a]).astype(np.int64)]
+
+    def __call__(self, engine: BatchEngine) -> np.ndarray:
+        return self._pick(engine.last_track)
+
+    def recommend(self, user: int, track: int, time: float) -> int:
+        return int(self._pick(np.array([track]))[0])
+
+
+class SameGenrePolicy:
+    """A random track of another artist with the previous track's primary genre.
+
+    Reads only the public catalog (`genres[0]` and the artist); tracks without a
+    genre, or genres with a single artist, fall back to a random track. The
+    "another artist" draw retries a few times and keeps a same-artist track only
+    if every retry failed (rare outside tiny genres).
+    """
+
+    name = "same_genre"
+
+    def __init__(self, world: World, seed: int = 0, retries: int = 8) -> None:
+        self.n = world.n_tracks
+        self.artist = world.track_artist
+        labels = [g[0] if g else "" for g in world.track_genres]
+        names, code = np.unique(np.array(labels, dtype=object).astype(str), return_inverse=True)
+        code = code.astype(np.int64)
+        self.code = code
+        order = np.argsort(code, kind="stable")
+        counts = np.bincount(code, minlength=len(names))
+        self.off = np.zeros(len(names) + 1, dtype=np.int64)
+        np.cumsum(counts, out=self.off[1:])
+        self.tracks = order.astype(np.int64)
+        self.cnt = counts
+        # a genre is usable if it is a real tag and has more than one artist
+        n_art = np.array([np.unique(self.artist[order[self.off[g]:self.off[g + 1]]]).size
+                          for g in range(len(names))])
+        self.ok = (n_art > 1) & (names != "")
+        self.retries = retries
+        self.rng = np.random.default_rng(seed)
+
+    def _pick(self, last: np.ndarray) -> np.ndarray:
+        last = np.asarray(last, dtype=np.int64)
+        g = self.code[last]
+        out = self.tracks[self.off[g] + (self.rng.random(last.size) * self.cnt[g]).astype(np.int64)]
+        for _ in range(self.retries):
+            bad = np.flatnonzero(self.artist[out] == self.artist[last])
+            if bad.size == 0:
+                break
+            gb = g[bad]
+            out[bad] = self.tracks[self.off[gb]
+                                   + (self.rng.random(bad.size) * self.cnt[gb]).astype(np.int64)]
+        ok = self.ok[g]
+        if not ok.all():
+            out = np.where(ok, out, self.rng.integers(0, self.n, size=last.size))
+        return out
 
     def __call__(self, engine: BatchEngine) -> np.ndarray:
         return self._pick(engine.last_track)
@@ -155,8 +213,10 @@ def make_policy(name: str, world: World, seed: int = 0, **kwargs):
         return RandomPolicy(world, seed)
     if name == "sticky_artist":
         return StickyArtistPolicy(world, seed)
+    if name == "same_genre":
+        return SameGenrePolicy(world, seed)
     if name == "oracle":
         return OraclePolicy(world, **kwargs)
     if name == "i2i":
         return I2IPolicy.fit(world, kwargs.pop("log"), seed=seed, **kwargs)
-    raise ValueError(f"unknown policy {name!r} (random, sticky_artist, i2i, oracle)")
+    raise ValueError(f"unknown policy {name!r} (random, same_genre, sticky_artist, i2i, oracle)")

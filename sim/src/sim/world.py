@@ -28,7 +28,7 @@ import numpy as np
 
 from sim import names
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 # Chosen by measurement (sim/README.md "Embedding dimension"): 32 keeps
 # artist/genre structure crisp (random inner products have s.d. ~0.18, one
 # artist's tracks ~0.7 apart from the rest) while one step costs a 32-float dot.
@@ -66,15 +66,20 @@ class GeneratorParams:
     n_users: int = 10_000
     dim: int = DEFAULT_DIM
     tracks_per_artist: float = 12.0      # mean; heavy-tailed across artists
-    artist_spread: float = 0.75          # artist noise around its genre centroid
+    artists_per_scene: float = 30.0      # mean artists per scene (neighbourhood in a genre)
+    min_scenes: int = 4                  # scenes per genre at least (small worlds)
+    scene_spread: float = 2.4            # scene noise around its genre centroid
+    artist_spread: float = 0.5           # artist noise around its scene centroid
+    genre_tag_noise: float = 0.25        # share of artists publicly tagged with a sibling genre
     track_spread: float = 0.6            # track noise around its artist centroid
     family_weight: float = 0.55          # how much genres of one family share
     cross_genre_share: float = 0.25      # artists between two genres
     related_artists: int = 10            # chain candidates per artist
     mean_interests: float = 5.0
+    interest_pop_power: float = 1.0      # chains start/leap at artists ~ fans**power
     openness_a: float = 2.0              # per-user openness ~ Beta(a, b)
     openness_b: float = 5.0
-    bias_range: tuple[float, float] = (0.35, 0.55)
+    bias_range: tuple[float, float] = (0.3, 0.5)
     sharpness_range: tuple[float, float] = (6.0, 10.0)
 
 
@@ -568,10 +573,26 @@ def build(params: GeneratorParams, *, progress: bool = False) -> World:
     sib = (g1 // 4) * 4 + (g1 % 4 + r_artist.integers(1, 4, size=n_art)) % 4
     other = (g1 + r_artist.integers(1, n_genres, size=n_art)) % n_genres
     g2 = np.where(cross, np.where(same_fam, sib, other), -1)
-    base = genre_c[g1]
-    mix = _unit(0.55 * genre_c[g1] + 0.45 * genre_c[np.maximum(g2, 0)])
+    # scenes: small neighbourhoods of artists inside a genre (the hidden
+    # related-artist structure that co-listening reveals); genres are broad
+    # (scene centroids spread far from the genre centroid), so a genre tag
+    # says little and a scene says a lot
+    n_g = np.bincount(g1, minlength=n_genres)
+    # at least `min_scenes` per genre, so that small worlds keep broad genres too
+    sc_per_g = np.maximum(np.minimum(p.min_scenes, np.maximum(n_g, 1)),
+                          np.round(n_g / p.artists_per_scene)).astype(np.int64)
+    sc_off = np.concatenate([[0], np.cumsum(sc_per_g)])
+    scene_genre = np.repeat(np.arange(n_genres), sc_per_g)
+    scene_c = _unit(genre_c[scene_genre] + p.scene_spread
+                    * r_artist.standard_normal(size=(int(sc_off[-1]), d)) / np.sqrt(d))
+    scene = sc_off[g1] + (r_artist.random(n_art) * sc_per_g[g1]).astype(np.int64)
+    base = scene_c[scene]
+    mix = _unit(0.55 * base + 0.45 * genre_c[np.maximum(g2, 0)])
     base = np.where(cross[:, None], mix, base)
     art_c = _unit(base + p.artist_spread * r_artist.standard_normal(size=(n_art, d)) / np.sqrt(d))
+    # public tags are noisy: some artists are filed under a sibling genre
+    mistag = r_artist.random(n_art) < p.genre_tag_noise
+    tag1 = np.where(mistag, (g1 // 4) * 4 + (g1 % 4 + r_artist.integers(1, 4, size=n_art)) % 4, g1)
     country = r_artist.integers(0, len(COUNTRIES), size=n_art)
     era = _FAMILY_ERA[GENRE_FAMILY[g1]]
     debut = (era[:, 0] + r_artist.random(n_art) * (era[:, 1] - era[:, 0])).astype(np.int64)
@@ -588,7 +609,8 @@ def build(params: GeneratorParams, *, progress: bool = False) -> World:
     mood = np.argmax(emb @ mood_dirs.T + 0.15 * r_track.standard_normal(size=(n, len(MOODS))),
                      axis=1)
     tg2 = np.where(r_track.random(n) < 0.6, g2[track_artist], -1)
-    tg1 = g1[track_artist]
+    tg1 = tag1[track_artist]
+    tg2 = np.where(tg2 == tg1, -1, tg2)
     pair = [([GENRES[a]] if b < 0 else [GENRES[a], GENRES[b]]) for a, b in
             zip(tg1.tolist(), tg2.tolist(), strict=True)]
 
@@ -663,7 +685,7 @@ def _make_users(world: World, p: GeneratorParams, rng: np.random.Generator, art_
     related = _related_artists(art_c, g1, g2, p.related_artists)
     a_off, a_tracks = world.artist_tracks()
     a_cnt = np.diff(a_off)
-    weight = np.sqrt(fans.astype(np.float64))
+    weight = fans.astype(np.float64) ** p.interest_pop_power
     cum = np.cumsum(weight)
     n_int = np.minimum(1 + rng.poisson(p.mean_interests - 1, size=n_users), 40)
     openness = rng.beta(p.openness_a, p.openness_b, size=n_users)
