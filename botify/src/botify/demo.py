@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from botify import lab
 
-DEMO_DEFAULTS = ["--days", "2", "--sessions", "2500", "--models", "i2i,contextual"]
+DEMO_DEFAULTS = ["--days", "2", "--sessions", "8000", "--models", "artist_i2i,i2i,contextual"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

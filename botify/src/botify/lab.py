@@ -40,6 +40,27 @@ import yaml
 REPO_CONFIG = Path("config/env.yml")
 BASELINE = ("random", "sticky_artist")
 
+# Per-model training settings of the loop. `contextual` serves a random entry of its
+# list, so its lists are short (k=20). `artist_i2i` (served by i2i: first unplayed)
+# alternates 5 own tracks with the best tracks of 10 related artists; 30 entries cover
+# any session; it needs the public catalog's artist names (added by model_training).
+MODEL_TRAINING: dict[str, dict[str, Any]] = {
+    "contextual": {"k": 20, "params": {}},
+    "artist_i2i": {"k": 30, "params": {}},
+}
+
+
+def model_training(model: str, catalog: Path) -> tuple[int, dict[str, Any]]:
+    """(list length k, model params) the loop trains `model` with."""
+    from botify.offline.models import get_model
+    from botify.offline.train import make_params
+
+    cfg = MODEL_TRAINING.get(model, {})
+    params = dict(cfg.get("params", {}))
+    if "catalog" in vars(make_params(get_model(model))):
+        params["catalog"] = str(catalog.resolve())
+    return int(cfg.get("k", 100)), params
+
 
 class LabError(RuntimeError):
     """A user-facing failure of the loop: printed as one line."""
@@ -55,7 +76,7 @@ class LabOptions:
     world: Path = Path("data/world")
     tracks: int = 50_000
     users: int = 10_000
-    models: list[str] = field(default_factory=lambda: ["i2i", "contextual", "top_pop"])
+    models: list[str] = field(default_factory=lambda: ["artist_i2i", "i2i", "contextual"])
     workers: int = 2
     concurrency: int = 32
     redis_url: str | None = None
@@ -273,12 +294,15 @@ def train_and_deploy(
     out = run_dir / "artifacts" / f"day{day}"
     out.mkdir(parents=True, exist_ok=True)
     recommenders: dict[str, Any] = {}
+    settings = {m: model_training(m, opts.world / "catalog.jsonl") for m in opts.models}
     client = redis_lib.Redis.from_url(redis_url, socket_timeout=60)
     try:
         for model in opts.models:
             t0 = time.monotonic()
+            k, params = settings[model]
             art, meta = train_artifact(
-                model, events, n_tracks=n_tracks, seed=opts.seed, evaluate=False
+                model, events, n_tracks=n_tracks, params=params, k=k, seed=opts.seed,
+                evaluate=False,
             )
             path = out / f"{model}.jsonl"
             write_artifact(path, art, meta)
@@ -296,7 +320,8 @@ def train_and_deploy(
     leaderboard: list[dict[str, Any]] = []
     try:
         tr, te, info = temporal_split(events, "auto", 0.2)
-        lb = evaluate_models(tr, te, info, list(opts.models), n_tracks=n_tracks, seed=opts.seed)
+        lb = evaluate_models(tr, te, info, list(opts.models), n_tracks=n_tracks, seed=opts.seed,
+                             params={m: settings[m][1] for m in opts.models})
         leaderboard = [
             {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
             for row in lb.table.to_dict(orient="records")

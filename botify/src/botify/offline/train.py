@@ -167,6 +167,8 @@ def _field_type(f: dataclasses.Field[Any]) -> type:
 def _add_params(parser: argparse.ArgumentParser, module: ModuleType) -> None:
     g = parser.add_argument_group("model parameters")
     for f in dataclasses.fields(module.Params):
+        if f.metadata.get("cli") is False:  # filled from a common flag (e.g. --catalog)
+            continue
         t = _field_type(f)
         flag = "--" + f.name.replace("_", "-")
         help_ = f"{f.metadata.get('help', '')} (default: {f.default})"
@@ -220,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True, quiet=args.quiet)
     params = {k[2:]: v for k, v in vars(args).items() if k.startswith("p_")}
+    if args.catalog and "catalog" in {f.name for f in dataclasses.fields(get_model(args.model).Params)}:
+        params["catalog"] = str(Path(args.catalog).resolve())  # artist_i2i reads artist names
     try:
         with console.status("reading and sessionizing logs"):
             events = load_sessionized(args.logs, console)

@@ -19,6 +19,7 @@ MODELS: dict[str, str] = {
     "contextual": "botify.offline.models.contextual",
     "mf": "botify.offline.models.mf",
     "sasrec": "botify.offline.models.sasrec",
+    "artist_i2i": "botify.offline.models.artist_i2i",
 }
 
 # Which service recommender serves each model's default artifact (docs/training.md).
@@ -28,6 +29,7 @@ SERVED_BY: dict[str, str] = {
     "contextual": "contextual",
     "mf": "indexed",
     "sasrec": "i2i",
+    "artist_i2i": "i2i",
 }
 
 
