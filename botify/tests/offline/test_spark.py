@@ -73,6 +73,7 @@ def spark():
     s = get_spark("local[2]", "botify-tests", shuffle_partitions=4)
     yield s
     s.catalog.clearCache()
+    s.stop()  # give the JVM's memory back to the rest of the suite
 
 
 def _write_run(d: Path, seed: int, start_ms: int, *, iso: bool = False) -> None:
