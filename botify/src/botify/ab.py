@@ -18,6 +18,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from botify.offline.spark.cli import add_engine_args, run_spark
+
 
 def _shares(text: str) -> dict[str, float]:
     out: dict[str, float] = {}
@@ -66,11 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--srm-threshold", type=_fraction, default=0.001, help="SRM p-value alarm")
     p.add_argument("--fail-on-srm", action="store_true", help="exit 3 on a sample ratio mismatch")
     p.add_argument("--quiet", action="store_true", help="no terminal table")
+    add_engine_args(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.engine == "spark":
+        return run_spark("ab", args)
     # Heavy imports after argument parsing so that --help is instant.
     from botify.offline.ab import AbError, analyze
     from botify.offline.logs import read_events

@@ -234,10 +234,27 @@ def _cuped(
     alpha: float,
     warnings: list[str],
 ) -> pd.DataFrame | None:
-    """Welch on CUPED-adjusted user metrics; the covariate is the same metric on earlier logs."""
+    """CUPED with the previous events sessionized and aggregated here (embedded engine)."""
     ps = sessionize(previous_events).sessions
-    ps = ps.assign(arm="all")
-    prev = user_level(ps, "arm").set_index("user")
+    prev = user_level(ps.assign(arm="all"), "arm")
+    return cuped_table(u, prev, control, treatments, metrics, alpha, warnings)
+
+
+def cuped_table(
+    u: pd.DataFrame,
+    prev: pd.DataFrame,
+    control: str,
+    treatments: list[str],
+    metrics: Sequence[str],
+    alpha: float,
+    warnings: list[str],
+) -> pd.DataFrame | None:
+    """Welch on CUPED-adjusted user metrics; the covariate is the same metric on earlier logs.
+
+    `prev` holds the previous period's per-user metrics (a `user` column), from
+    whichever engine aggregated them; this part is engine-independent.
+    """
+    prev = prev.set_index("user")
     covered = u["user"].isin(prev.index).to_numpy()
     coverage = float(covered.mean()) if len(u) else 0.0
     if coverage == 0:
@@ -289,7 +306,7 @@ def _cuped(
     return df
 
 
-def _power(
+def power_table(
     per_arm: dict[str, pd.DataFrame],
     control: str,
     treatments: list[str],
@@ -323,6 +340,24 @@ def _power(
             row["users_per_arm_needed"] = max(n_c, n_tt)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def ratio_table(
+    per_arm: dict[str, pd.DataFrame], control: str, treatments: list[str], alpha: float
+) -> pd.DataFrame:
+    """Delta-method intervals for the pooled session-level ratios, Holm-corrected."""
+    rows = []
+    for arm in treatments:
+        for name, (num, den) in RATIOS.items():
+            rc = stats.Ratio.of(per_arm[control][num], per_arm[control][den])
+            rt = stats.Ratio.of(per_arm[arm][num], per_arm[arm][den])
+            e = stats.delta_effect(rc, rt, alpha)
+            rows.append({"treatment": arm, "metric": name, **e.to_dict()})
+    ratios = pd.DataFrame(rows)
+    if len(ratios):
+        ratios["p_holm"] = stats.holm(ratios["p_value"].to_numpy())
+        ratios["significant_holm"] = ratios["p_holm"] <= alpha
+    return ratios
 
 
 def analyze(
@@ -409,17 +444,7 @@ def analyze(
     moments = {a: _moments(per_arm[a], METRICS) for a in [control, *treatments]}
     table = effects_table(moments, control, treatments, METRICS, alpha)
 
-    ratio_rows = []
-    for arm in treatments:
-        for name, (num, den) in RATIOS.items():
-            rc = stats.Ratio.of(per_arm[control][num], per_arm[control][den])
-            rt = stats.Ratio.of(per_arm[arm][num], per_arm[arm][den])
-            e = stats.delta_effect(rc, rt, alpha)
-            ratio_rows.append({"treatment": arm, "metric": name, **e.to_dict()})
-    ratios = pd.DataFrame(ratio_rows)
-    if len(ratios):
-        ratios["p_holm"] = stats.holm(ratios["p_value"].to_numpy())
-        ratios["significant_holm"] = ratios["p_holm"] <= alpha
+    ratios = ratio_table(per_arm, control, treatments, alpha)
 
     fin = sess.loc[sess["finished"].to_numpy()]
     lengths = (
@@ -435,7 +460,7 @@ def analyze(
             warnings.append("CUPED skipped: the previous logs hold no events")
         else:
             cuped = _cuped(u, previous_events, control, treatments, METRICS, alpha, warnings)
-    pw = _power(per_arm, control, treatments, METRICS, alpha, power, mde_target)
+    pw = power_table(per_arm, control, treatments, METRICS, alpha, power, mde_target)
     return AbResult(
         experiment=experiment,
         control=control,
@@ -487,6 +512,9 @@ __all__ = [
     "AbResult",
     "analyze",
     "analyze_logs",
+    "cuped_table",
+    "power_table",
+    "ratio_table",
     "arm_codes",
     "arm_strings",
     "effects_table",

@@ -10,7 +10,6 @@ in their statistics; a parity test checks that they give the same numbers.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -116,67 +115,6 @@ def timeline(
             )
         )
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
-
-
-def _cuped(
-    u: pd.DataFrame,
-    prev: pd.DataFrame,
-    control: str,
-    treatments: list[str],
-    metrics: Sequence[str],
-    alpha: float,
-    warnings: list[str],
-) -> pd.DataFrame | None:
-    """CUPED from previous per-user metrics. Mirrors `ab._cuped` after its own
-    sessionization of the previous events (that part ran in Spark here)."""
-    prev = prev.set_index("user")
-    covered = u["user"].isin(prev.index).to_numpy()
-    coverage = float(covered.mean()) if len(u) else 0.0
-    if coverage == 0:
-        warnings.append("CUPED skipped: no user of this experiment appears in the previous logs")
-        return None
-    rows = []
-    arm_all = u["arm"].to_numpy()
-    for m in metrics:
-        y_all = u[m].to_numpy(np.float64)
-        x_all = u["user"].map(prev[m]).to_numpy(np.float64)
-        ok = ~np.isnan(y_all)
-        y, x, arm_ = y_all[ok], x_all[ok], arm_all[ok]
-        have = ~np.isnan(x)
-        if have.sum() < 3:
-            continue
-        x = np.where(have, x, x[have].mean())
-        theta = stats.cuped_theta(y, x)
-        adj = stats.cuped_adjust(y, x, theta)
-        var_raw = float(np.var(y, ddof=1))
-        var_adj = float(np.var(adj, ddof=1))
-        c_mean = float(y[arm_ == control].mean()) if (arm_ == control).any() else math.nan
-        scale = 100.0 / c_mean if c_mean else math.nan
-        for t in treatments:
-            e = stats.welch(
-                stats.Moments.of(adj[arm_ == control]), stats.Moments.of(adj[arm_ == t]), alpha
-            )
-            lo, hi = sorted((e.lower_abs * scale, e.upper_abs * scale))
-            rows.append(
-                {
-                    "treatment": t,
-                    "metric": m,
-                    "theta": theta,
-                    "coverage": coverage,
-                    "variance_reduction": 1 - var_adj / var_raw if var_raw > 0 else math.nan,
-                    "diff": e.diff,
-                    "effect": e.diff * scale,
-                    "lower": lo,
-                    "upper": hi,
-                    "p_value": e.p_value,
-                    "significant": e.significant,
-                }
-            )
-    df = pd.DataFrame(rows)
-    if len(df):
-        df["p_holm"] = stats.holm(df["p_value"].to_numpy())
-        df["significant_holm"] = df["p_holm"] <= alpha
-    return df
 
 
 def analyze(
@@ -291,17 +229,7 @@ def analyze(
     # The statistics: the embedded engine's own functions on the per-user table.
     moments = {a: _moments(per_arm[a]) for a in [control, *treatments]}
     table = emb.effects_table(moments, control, treatments, emb.METRICS, alpha)
-    ratio_rows = []
-    for a in treatments:
-        for name, (num, den) in emb.RATIOS.items():
-            rc = stats.Ratio.of(per_arm[control][num], per_arm[control][den])
-            rt = stats.Ratio.of(per_arm[a][num], per_arm[a][den])
-            e = stats.delta_effect(rc, rt, alpha)
-            ratio_rows.append({"treatment": a, "metric": name, **e.to_dict()})
-    ratios = pd.DataFrame(ratio_rows)
-    if len(ratios):
-        ratios["p_holm"] = stats.holm(ratios["p_value"].to_numpy())
-        ratios["significant_holm"] = ratios["p_holm"] <= alpha
+    ratios = emb.ratio_table(per_arm, control, treatments, alpha)
 
     cuped = None
     if previous is not None:
@@ -310,8 +238,8 @@ def analyze(
         else:
             prev_sess = ssess.sessions(ssess.sessionize(previous.events))
             prev_u = user_level(prev_sess, by_arm=False)
-            cuped = _cuped(u, prev_u, control, treatments, emb.METRICS, alpha, warnings)
-    pw = emb._power(per_arm, control, treatments, emb.METRICS, alpha, power, mde_target)
+            cuped = emb.cuped_table(u, prev_u, control, treatments, emb.METRICS, alpha, warnings)
+    pw = emb.power_table(per_arm, control, treatments, emb.METRICS, alpha, power, mde_target)
     res = emb.AbResult(
         experiment=experiment,
         control=control,
