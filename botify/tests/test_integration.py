@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import shutil
 import signal
 import socket
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from botify.eventlog import flush_all
@@ -27,15 +24,11 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def own_redis(redis_process):  # type: ignore[no-untyped-def]
+def own_redis(redis_factory):  # type: ignore[no-untyped-def]
     """A redis-server of this test alone (same class as the shared fixture's, another port):
     stopping it must not break the shared one."""
-    workdir = Path(tempfile.mkdtemp(prefix="botify-own-redis-"))
-    server = type(redis_process)(port=free_port(), workdir=workdir)
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(workdir, ignore_errors=True)
+    with redis_factory(prefix="botify-own-redis-") as server:
+        yield server
 
 
 def test_redis_down_mid_run_falls_back_reports_and_recovers(make_app, settings, own_redis) -> None:  # type: ignore[no-untyped-def]

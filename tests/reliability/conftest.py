@@ -9,9 +9,7 @@ data written to temporary directories.
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ TESTS = Path(__file__).resolve().parents[1]
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-from helpers_service import free_port, write_catalog  # noqa: E402
+from helpers_service import write_catalog  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -32,17 +30,11 @@ def small_catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def own_redis(redis_process: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def own_redis(redis_factory: Any) -> Iterator[Any]:
     """A redis-server of this module only, on a new free port: tests may stop and restart it.
 
     Same class as the root conftest's session server (so the same binary and
     options); the shared server is never touched.
     """
-    workdir = Path(tempfile.mkdtemp(prefix="botify-rel-redis-"))
-    server = type(redis_process)(port=free_port(), workdir=workdir)
-    server.start()
-    try:
+    with redis_factory(prefix="botify-rel-redis-") as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
