@@ -58,3 +58,10 @@ def test_make_targets_named_in_readme_exist() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert re.search(r"^make test$", ci, flags=re.M)
+
+
+def test_readme_links_point_at_files() -> None:
+    for target in re.findall(r"\]\(([^)#]+)\)", README):
+        if "://" in target:
+            continue
+        assert (ROOT / target).exists(), f"README links to missing {target}"
