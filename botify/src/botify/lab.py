@@ -52,13 +52,10 @@ MODEL_TRAINING: dict[str, dict[str, Any]] = {
 
 def model_training(model: str, catalog: Path) -> tuple[int, dict[str, Any]]:
     """(list length k, model params) the loop trains `model` with."""
-    from botify.offline.models import get_model
-    from botify.offline.train import make_params
+    from botify.offline.train import catalog_params
 
     cfg = MODEL_TRAINING.get(model, {})
-    params = dict(cfg.get("params", {}))
-    if "catalog" in vars(make_params(get_model(model))):
-        params["catalog"] = str(catalog.resolve())
+    params = {**cfg.get("params", {}), **catalog_params(model, catalog)}
     return int(cfg.get("k", 100)), params
 
 

@@ -153,3 +153,15 @@ def test_train_cli_fills_the_catalog(tmp_path, capsys):
     assert main(["artist_i2i", "--logs", str(tmp_path / "logs"), "--out", str(out),
                  "--no-eval", "--quiet"]) == 2
     assert "needs the public catalog" in capsys.readouterr().err
+
+
+def test_lab_trains_it_with_the_catalog_and_contextual_with_k20(tmp_path):
+    from botify.lab import LabOptions, model_training
+    from botify.offline.train import catalog_params
+
+    cat = write_catalog(tmp_path / "catalog.jsonl")
+    assert "artist_i2i" in LabOptions().models
+    k, params = model_training("artist_i2i", cat)
+    assert params == {"catalog": str(cat.resolve())} and k == 30
+    assert model_training("contextual", cat) == (20, {})
+    assert catalog_params("i2i", cat) == {}

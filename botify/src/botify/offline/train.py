@@ -72,6 +72,16 @@ def catalog_size(path: str | Path) -> int:
     return len(ids)
 
 
+def catalog_params(model: str, catalog: str | Path) -> dict[str, Any]:
+    """``{"catalog": path}`` for models that read the public catalog (artist_i2i), else {}.
+
+    Callers that train by name with a catalog at hand (CLIs, the lab) pass this as the
+    model's params so that such models get the artist names.
+    """
+    names = {f.name for f in dataclasses.fields(get_model(model).Params)}
+    return {"catalog": str(Path(catalog).resolve())} if "catalog" in names else {}
+
+
 def load_sessionized(logs: Sequence[str | Path], console: Any = None) -> pd.DataFrame:
     """Read every event file under ``logs`` and sessionize (botify.offline.logs/sessions)."""
     from botify.offline.logs import read_events
@@ -222,8 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True, quiet=args.quiet)
     params = {k[2:]: v for k, v in vars(args).items() if k.startswith("p_")}
-    if args.catalog and "catalog" in {f.name for f in dataclasses.fields(get_model(args.model).Params)}:
-        params["catalog"] = str(Path(args.catalog).resolve())  # artist_i2i reads artist names
+    if args.catalog:
+        params.update(catalog_params(args.model, args.catalog))
     try:
         with console.status("reading and sessionizing logs"):
             events = load_sessionized(args.logs, console)
@@ -252,5 +262,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["TrainError", "build_parser", "catalog_size", "load_sessionized", "main",
+__all__ = ["TrainError", "build_parser", "catalog_params", "catalog_size", "load_sessionized", "main",
            "make_params", "served_by", "train_artifact"]
