@@ -8,10 +8,14 @@ and world.json holds no timestamp.
 
 Geometry of the hidden embeddings (the ground truth of user taste):
 genres belong to families (electronic, rock, ...); a genre centroid mixes its
-family direction with its own; an artist sits near its genre centroid (or
-between two genres for cross-genre artists, which create neighbourhoods that
-bridge genres); a track sits near its artist. So one artist's tracks are close,
-genres form clusters, and related genres overlap.
+family direction with its own; a genre holds scenes (hidden neighbourhoods of
+~30 artists) spread widely around it; an artist sits near its scene centroid
+(cross-genre artists are pulled toward a second genre, which creates
+neighbourhoods that bridge genres); a track sits near its artist. So one
+artist's tracks are close, a scene's artists are close (the related-artist
+structure co-listening reveals), while a genre is broad and its public tag
+noisy (a share of artists is filed under a sibling genre): a genre tag alone
+is weak evidence of taste, as in real catalogs (sim/README.md, Calibration).
 """
 
 from __future__ import annotations
