@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from botify.offline.artifacts import ArtifactError
     from botify.offline.evaluate import leaderboard, render_leaderboard
-    from botify.offline.train import TrainError, catalog_size, load_sessionized
+    from botify.offline.train import TrainError, catalog_params, catalog_size, load_sessionized
 
     args = build_parser().parse_args(argv)
     err = Console(stderr=True, quiet=args.quiet)
@@ -55,8 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         with err.status("reading and sessionizing logs"):
             events = load_sessionized(args.logs, err)
             test = load_sessionized(args.test_logs, err) if args.test_logs else None
+        params: dict[str, dict] = {}
         if args.catalog:
             n_tracks = catalog_size(args.catalog)
+            # models that read the public catalog (artist_i2i) get it; artifacts need nothing
+            params = {m: catalog_params(m, args.catalog) for m in args.models
+                      if not Path(m).suffix}
         else:
             n_tracks = int(events["track"].max()) + 1
             if test is not None:
@@ -65,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             lb = leaderboard(
                 events, args.models, n_tracks=n_tracks, split=args.split,
                 test_fraction=args.test_fraction, test_events=test, k=args.k,
-                min_time=args.min_time, list_len=args.list_len, seed=args.seed,
+                min_time=args.min_time, list_len=args.list_len, seed=args.seed, params=params,
             )
     except (TrainError, ArtifactError, ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)

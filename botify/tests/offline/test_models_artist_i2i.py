@@ -165,3 +165,23 @@ def test_lab_trains_it_with_the_catalog_and_contextual_with_k20(tmp_path):
     assert params == {"catalog": str(cat.resolve())} and k == 30
     assert model_training("contextual", cat) == (20, {})
     assert catalog_params("i2i", cat) == {}
+
+
+def test_evaluate_cli_passes_the_catalog(tmp_path, capsys):
+    from botify.evaluate import main
+    from botify.offline.models.planted import write_jsonl
+
+    cat = write_catalog(tmp_path / "catalog.jsonl")
+    df = planted()
+    df["message"] = "next"
+    df["recommendation"] = df["track"]
+    df["latency"] = 0.001
+    df["timestamp"] = pd.to_datetime(df["timestamp"], unit="ms")
+    write_jsonl(df, tmp_path / "logs")
+    out = tmp_path / "lb.json"
+    assert main(["--logs", str(tmp_path / "logs"), "--models", "artist_i2i", "top_pop",
+                 "--catalog", str(cat), "--split", "fraction", "--json", str(out), "--quiet"]) == 0
+    rows = json.loads(out.read_text())["leaderboard"]
+    assert {r["model"] for r in rows} == {"artist_i2i", "top_pop"}
+    assert main(["--logs", str(tmp_path / "logs"), "--models", "artist_i2i", "--quiet"]) == 2
+    assert "needs the public catalog" in capsys.readouterr().err
