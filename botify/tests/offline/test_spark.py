@@ -333,6 +333,15 @@ def test_cli_train_and_ab(both, logs, tmp_path, capsys):
     same = sum(art.lists[k] == ref.lists[k] for k in ref.lists)
     assert same >= len(ref.lists) - 2
 
+    # the same through the entry point's --engine flag (python -m botify.train ... --engine spark)
+    from botify.offline.train import main as train_main
+
+    out2 = tmp_path / "i2i-engine.jsonl"
+    rc = train_main(["i2i", "--logs", str(logs), "--out", str(out2), "--k", "10",
+                     "--engine", "spark", "--spark-master", "local[2]", "--quiet"])
+    assert rc == 0 and read_meta(out2)["engine"] == "spark"
+    assert load_artifact(out2).lists == art.lists
+
     rc = scli.main(["train", "mf", "--logs", str(logs), "--out", str(tmp_path / "x.jsonl")])
     assert rc == 2 and "not available with --engine spark" in capsys.readouterr().err
 
@@ -341,6 +350,12 @@ def test_cli_train_and_ab(both, logs, tmp_path, capsys):
                     "--quiet"])
     assert rc == 0, capsys.readouterr().err
     res = json.loads(js.read_text())
+    from botify.ab import main as ab_main
+
+    js2 = tmp_path / "ab-engine.json"
+    assert ab_main(["--logs", str(logs), "--experiment", "EXP", "--json", str(js2), "--quiet",
+                    "--engine", "spark", "--spark-master", "local[2]"]) == 0
+    assert json.loads(js2.read_text())["effects"] == res["effects"]
     ref_ab = eab.analyze(emb.events, "EXP")
     got = {(r["treatment"], r["metric"]): r["effect"] for r in res["effects"]}
     for r in ref_ab.table.to_dict("records"):

@@ -28,6 +28,7 @@ import pandas as pd
 from botify.offline.artifacts import Artifact, write_artifact
 from botify.offline.models import MODELS, SERVED_BY, fit_model, get_model
 from botify.offline.models.base import TrainData, params_dict
+from botify.offline.spark.cli import add_engine_args, run_spark
 
 
 class TrainError(Exception):
@@ -215,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--eval-min-time", type=float, default=0.5,
                         help="a held-out next track counts as a target when listened >= this (default 0.5)")
     common.add_argument("--quiet", action="store_true", help="no progress output")
+    add_engine_args(common)
     sub = parser.add_subparsers(dest="model", required=True, metavar="MODEL")
     for name in MODELS:
         mod = get_model(name)
@@ -230,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
 
     args = build_parser().parse_args(argv)
+    if args.engine == "spark":
+        return run_spark("train", args)
     console = Console(stderr=True, quiet=args.quiet)
     params = {k[2:]: v for k, v in vars(args).items() if k.startswith("p_")}
     if args.catalog:
