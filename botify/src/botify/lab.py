@@ -345,7 +345,10 @@ def analyse_day(
         previous = ev.loc[(ts >= prev_window[0]) & (ts <= prev_window[1])]
     res = analyze(today, experiment, "C", previous_events=previous)
     res.load_report = loaded.report
-    print_terminal(res)
+    from rich.console import Console
+
+    # piped output (CI logs, files) gets a wide table instead of rich's 80 columns
+    print_terminal(res, Console() if sys.stdout.isatty() else Console(width=150))
     write_html(res, report_dir / f"day{day}.html")
     return res
 
