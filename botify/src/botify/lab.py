@@ -459,17 +459,19 @@ def write_summary(results: list[DayResult], report_dir: Path, run_dir: Path) -> 
     (report_dir / "summary.json").write_bytes(
         orjson.dumps(_jsonable([r.__dict__ for r in results]), option=orjson.OPT_INDENT_2)
     )
-    fig, ax = plt.subplots(figsize=(8, 3.6), dpi=110)
+    fig, ax = plt.subplots(figsize=(9, 4.2), dpi=110)
+    ticks, labels = [], []
     for r in results:
-        names = [f"{a}\n{r.arms[a]}" for a in r.arms]
-        xs = [r.day + (i - (len(names) - 1) / 2) * 0.18 for i in range(len(names))]
-        vals = [r.mean_session_time.get(a, float("nan")) for a in r.arms]
-        ax.bar(xs, vals, width=0.16, color=[f"C{i}" for i in range(len(names))])
-        for x, v, n in zip(xs, vals, names, strict=True):
-            ax.text(x, v, n.split("\n")[1], rotation=90, ha="center", va="bottom", fontsize=7)
-    ax.set_xticks([r.day for r in results], [f"day {r.day}" for r in results])
+        arms = list(r.arms)
+        xs = [r.day + (i - (len(arms) - 1) / 2) * 0.18 for i in range(len(arms))]
+        vals = [r.mean_session_time.get(a, float("nan")) for a in arms]
+        colors = ["#2f6fd0" if r.arms[a] == r.champion_after else "#9db4d6" for a in arms]
+        ax.bar(xs, vals, width=0.16, color=colors)
+        ticks += xs
+        labels += [f"{r.arms[a]}\n{a} day {r.day}" for a in arms]
+    ax.set_xticks(ticks, labels, rotation=35, ha="right", fontsize=8)
     ax.set_ylabel("mean session time per user")
-    ax.set_title("Each day's experiment: arms side by side")
+    ax.set_title("Each day's experiment (dark: the arm that is champion after the day)")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -486,7 +488,10 @@ def write_summary(results: list[DayResult], report_dir: Path, run_dir: Path) -> 
     lb_html = ""
     if lb:
         cols = list(lb[0].keys())
-        lb_html = "<h2>Offline leaderboard (last training)</h2><table><tr>" + "".join(
+        lb_html = ("<h2>Offline leaderboard (last training)</h2><p>Next-track metrics on held-out "
+                   "sessions of the logs. Offline rankings can disagree with the A/B test above: "
+                   "the logs were served by yesterday's policies, and the A/B test decides.</p>"
+                   "<table><tr>") + "".join(
             f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>" + "".join(
             "<tr>" + "".join(f"<td>{_cell(row[c])}</td>" for c in cols) + "</tr>" for row in lb
         ) + "</table>"
