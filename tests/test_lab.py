@@ -22,7 +22,7 @@ def test_lab_two_days_end_to_end(tmp_path: Path, redis_url: str) -> None:
     cmd = [
         sys.executable, "-m", "botify.lab", "--days", "2", "--sessions", "200",
         "--tracks", "3000", "--users", "400", "--world", str(tmp_path / "world"),
-        "--models", "i2i,top_pop", "--name", "t", "--runs-dir", str(tmp_path / "runs"),
+        "--models", "artist_i2i,top_pop", "--name", "t", "--runs-dir", str(tmp_path / "runs"),
         "--reports-dir", str(tmp_path / "reports"), "--redis-url", redis_url,
         "--sim-config", str(ROOT / "config" / "env.yml"),
     ]
@@ -34,7 +34,7 @@ def test_lab_two_days_end_to_end(tmp_path: Path, redis_url: str) -> None:
     assert summary[0]["arms"] == {"C": "random", "T1": "sticky_artist"}
     day2 = summary[1]
     assert day2["arms"]["C"] == summary[0]["champion_after"]
-    assert set(day2["arms"].values()) >= {"i2i", "top_pop"} - {day2["arms"]["C"]}
+    assert set(day2["arms"].values()) >= {"artist_i2i", "top_pop"} - {day2["arms"]["C"]}
     # every arm of both days got users, and the report pages exist
     for day in summary:
         assert all(n > 0 for n in day["users_per_arm"].values())
@@ -44,14 +44,14 @@ def test_lab_two_days_end_to_end(tmp_path: Path, redis_url: str) -> None:
 
     # the models were trained from the logs and made live as table versions
     artifacts = tmp_path / "runs" / "t" / "artifacts" / "day2"
-    for model in ("i2i", "top_pop"):
+    for model in ("artist_i2i", "top_pop"):
         meta = json.loads((artifacts / f"{model}.jsonl.meta.json").read_text())
         assert meta["model"] == model
     # the service's event log carries day 2's experiment for model arms
     lines = [json.loads(x) for f in (tmp_path / "runs" / "t" / "logs").rglob("events-*.jsonl")
              for x in f.read_text().splitlines()]
     served = {e["recommender"] for e in lines if "DAY2" in e.get("experiments", {})}
-    assert {"i2i", "top_pop"} & served
+    assert {"artist_i2i", "top_pop"} & served
 
 
 def test_lab_rejects_unknown_model(tmp_path: Path) -> None:
