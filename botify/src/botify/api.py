@@ -207,6 +207,8 @@ def register_api(app: Flask, service: Service) -> BotifyApi:
         metrics.inc("botify_http_requests_total", (endpoint, method, str(resp.status_code)))
         if t0 is not None:
             metrics.observe("botify_http_request_duration_seconds", (endpoint,), perf() - t0)
+        if service.draining:  # shutting down: the client must not reuse this connection
+            resp.headers["Connection"] = "close"
         return resp
 
     return api

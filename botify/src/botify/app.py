@@ -166,6 +166,8 @@ class Service:
             settings.reload_interval,
             on_reload=self._on_experiments_reload,
         )
+        #: set on SIGTERM (botify.serve): /health says 503 and answers close their connection
+        self.draining = False
         self._down_until = 0.0
         self._failures = 0
         self.redis_error: str | None = None
@@ -433,6 +435,10 @@ class Service:
 
     # ------------------------------------------------------------ health
 
+    def begin_drain(self) -> None:
+        """Stop being ready: load balancers move away, clients close keep-alive connections."""
+        self.draining = True
+
     def health(self) -> tuple[bool, dict[str, Any]]:
         """Readiness: Redis answers PING and holds this catalog; details for operators."""
         redis_state = "ok"
@@ -446,7 +452,7 @@ class Service:
             self._mark_down(exc, "health")
             redis_state = f"unavailable: {type(exc).__name__}"
         exps = self.experiments.current
-        ready = redis_state == "ok" and catalog_in_redis
+        ready = redis_state == "ok" and catalog_in_redis and not self.draining
         body: dict[str, Any] = {
             "status": "ok" if ready else "unavailable",
             "redis": redis_state,
@@ -461,11 +467,16 @@ class Service:
             "pid": os.getpid(),
             "uptime": round(time.time() - self.started, 3),
         }
+        if self.draining:
+            body["status"] = "draining"
         if not ready:
             body["error"] = "unavailable"
-            body["message"] = (
-                f"Redis {redis_state}" if redis_state != "ok" else "catalog not (yet) loaded in Redis"
-            )
+            if self.draining:
+                body["message"] = "shutting down (draining)"
+            else:
+                body["message"] = (
+                    f"Redis {redis_state}" if redis_state != "ok" else "catalog not (yet) loaded in Redis"
+                )
         return ready, body
 
 

@@ -16,7 +16,12 @@ one clear line and a non-zero exit instead of N workers dying with N tracebacks:
 3. the catalog is loaded into Redis once (workers never race to load it);
 4. granian forks the workers, each building the app with the resolved settings.
 
-On SIGTERM/SIGINT granian stops the workers, then the embedded Redis is stopped.
+On SIGTERM/SIGINT granian stops the workers, then the embedded Redis is stopped. Each
+worker first drains (see `_install_drain`): for BOTIFY_DRAIN_SECONDS (default 1 s) it
+keeps serving, but /health answers 503 and every answer carries `Connection: close`, so
+keep-alive clients (nginx upstream pools included) close their connections after a
+complete answer instead of having an idle connection cut under a request in flight.
+Only then does granian stop: in-flight requests finish and the event log flushes.
 """
 
 from __future__ import annotations
@@ -30,9 +35,10 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +51,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("botify.serve")
 
 DEFAULT_APP = "botify.app:create_app"
+
+#: default drain: long enough for every busy keep-alive connection to get one more answer
+DEFAULT_DRAIN_SECONDS = 1.0
+#: must stay well below WORKER_KILL_TIMEOUT (granian SIGKILLs a worker after that)
+MAX_DRAIN_SECONDS = 10.0
 
 
 class StartupError(RuntimeError):
@@ -60,6 +71,23 @@ class ServerOptions:
     load_catalog: bool = True
     backlog: int = 2048
     access_log: bool = False
+    #: seconds a worker keeps serving with `Connection: close` after SIGTERM (0: no drain;
+    #: None: $BOTIFY_DRAIN_SECONDS, else DEFAULT_DRAIN_SECONDS)
+    drain_seconds: float | None = None
+
+
+def drain_seconds_from_env(env: dict[str, str] | None = None) -> float:
+    """BOTIFY_DRAIN_SECONDS (default 1.0, 0..10); a bad value is a StartupError."""
+    raw = (os.environ if env is None else env).get("BOTIFY_DRAIN_SECONDS", "").strip()
+    if not raw:
+        return DEFAULT_DRAIN_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        raise StartupError(f"BOTIFY_DRAIN_SECONDS must be a number of seconds, got {raw!r}") from None
+    if not 0.0 <= value <= MAX_DRAIN_SECONDS:
+        raise StartupError(f"BOTIFY_DRAIN_SECONDS must be in 0..{MAX_DRAIN_SECONDS:g}, got {raw}")
+    return value
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -200,7 +228,9 @@ def import_factory(spec: str) -> Callable[..., Any]:
         raise StartupError(f"cannot import app factory {spec}: {_reason(exc)}") from None
 
 
-def _worker_app(factory_spec: str, settings: Settings, catalog: Catalog | None) -> Any:
+def _worker_app(
+    factory_spec: str, settings: Settings, catalog: Catalog | None, drain_seconds: float = 0.0
+) -> Any:
     """Runs in each worker process: build the WSGI app, or exit with one line.
 
     The catalog parsed by the master is inherited through fork (no re-parse per
@@ -218,6 +248,7 @@ def _worker_app(factory_spec: str, settings: Settings, catalog: Catalog | None) 
         sys.stderr.flush()
         os._exit(3)
     _flush_logs_at_worker_exit()
+    _install_drain(app, drain_seconds, settings.port)
     # Everything built so far (modules, catalog, app) lives as long as the worker: move it
     # out of the collector's generations, so full collections scan only per-request
     # garbage (shorter GC pauses, a better p99) and do not touch, hence un-share,
@@ -261,6 +292,112 @@ def _flush_logs_at_worker_exit() -> None:
     util.Finalize(None, flush, exitpriority=100)
 
 
+def _listening_sockets(port: int) -> list[int]:
+    """File descriptors of this process's TCP sockets listening on `port`.
+
+    On Linux each granian worker binds its own SO_REUSEPORT socket, so these belong to
+    this worker alone (a SIGHUP-respawned worker has its own).
+    """
+    fds = []
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return fds
+    for name in names:
+        fd = int(name)
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            continue
+        try:
+            if (sock.type == socket.SOCK_STREAM and sock.family in (socket.AF_INET, socket.AF_INET6)
+                    and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+                    and sock.getsockname()[1] == port):
+                fds.append(fd)
+        except OSError:
+            pass
+        finally:
+            sock.detach()  # the fd stays open: it is not ours to close
+    return fds
+
+
+def _stop_listening(port: int) -> int:
+    """Refuse new connections now; returns how many listening sockets were shut.
+
+    shutdown(SHUT_RD) on a listening socket makes the kernel refuse new connections
+    (ECONNREFUSED: a client or nginx retries elsewhere at once) instead of queueing
+    them in a backlog that nobody accepts any more and that is reset at exit (a
+    client that already sent its request there sees the connection cut).
+    """
+    n = 0
+    for fd in _listening_sockets(port):
+        sock = socket.socket(fileno=fd)
+        try:
+            sock.shutdown(socket.SHUT_RD)
+            n += 1
+        except OSError:
+            pass
+        finally:
+            sock.detach()
+    return n
+
+
+def _install_drain(app: Any, seconds: float, port: int = 0) -> None:
+    """Make this worker drain before granian stops it (see the module docstring).
+
+    granian installs the worker's SIGTERM/SIGINT handlers itself, after this loader
+    returns, through granian._signals.set_sync_signals (its WSGI worker looks the
+    function up at call time). Wrapping it here, in the worker only, lets our handler
+    start the drain and hand the stop to granian's event `seconds` later. Without the
+    drain, granian's graceful stop closes idle keep-alive connections at once, and a
+    request a client was just sending on one of them fails ("upstream prematurely
+    closed connection" behind nginx).
+    """
+    service = getattr(app, "extensions", {}).get("botify")
+    if service is None or seconds <= 0:
+        return
+    try:
+        from granian import _signals
+    except ImportError:  # another granian layout: plain (undrained) stop
+        log.warning("granian._signals not found: SIGTERM stops this worker without a drain")
+        return
+    original = getattr(_signals, "set_sync_signals", None)
+    if original is None or getattr(original, "_botify_drain", False):
+        return
+
+    def set_sync_signals_with_drain() -> Any:
+        stop_event = original()
+        started = threading.Event()
+
+        def handler(signum: int, _frame: Any) -> None:
+            if started.is_set():  # a second signal (SIGINT to the group + SIGTERM from the master)
+                return
+            started.set()
+            service.begin_drain()
+            log.info("signal %d: draining for %.2f s (health 503, Connection: close), then stopping",
+                     signum, seconds)
+            def stop() -> None:
+                # granian first stops accepting (shutting the socket under its accept
+                # loop instead made the worker hang until SIGKILL), then the kernel
+                # refuses new connections and resets the few left in the backlog now
+                # rather than at process exit.
+                stop_event.set()
+                if port:
+                    time.sleep(0.001)
+                    _stop_listening(port)
+
+            timer = threading.Timer(seconds, stop)
+            timer.daemon = True
+            timer.start()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, handler)
+        return stop_event
+
+    set_sync_signals_with_drain._botify_drain = True  # type: ignore[attr-defined]
+    _signals.set_sync_signals = set_sync_signals_with_drain
+
+
 #: the granian server of this process tree (read by forked workers, see above)
 _GRANIAN_SERVER: Any = None
 
@@ -285,6 +422,8 @@ def run(settings: Settings, options: ServerOptions | None = None) -> int:
     try:
         # Importing the factory first turns a broken install into one line, not N.
         import_factory(options.app_factory)
+        if options.drain_seconds is None:
+            options = replace(options, drain_seconds=drain_seconds_from_env())
         check_log_dir(settings.log_dir)
         catalog = None
         if options.load_catalog:
@@ -356,7 +495,7 @@ def _serve_granian(settings: Settings, options: ServerOptions, catalog: Catalog 
     gc.freeze()
     try:
         server.serve(
-            target_loader=partial(_worker_app, options.app_factory, settings, catalog),
+            target_loader=partial(_worker_app, options.app_factory, settings, catalog, options.drain_seconds or 0.0),
             wrap_loader=False,
         )
     except SystemExit as exc:  # granian exits 1 when a worker died
