@@ -12,13 +12,13 @@ import time
 from typing import Any
 
 import orjson
-from flask import Flask, Response, g, request
+from flask import Flask, Response, request
 from flask_restful import Api, Resource
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from botify.app import RedisUnavailable, Service
 from botify.errors import ApiError, error_response
-from botify.validation import parse_listen, parse_track_id, parse_user
+from botify.validation import MAX_BODY_BYTES, parse_listen, parse_track_id, parse_user
 
 log = logging.getLogger("botify.api")
 
@@ -55,22 +55,67 @@ class Track(Resource):
         return Response(raw, status=200, mimetype=JSON)
 
 
-class Next(Resource):
-    def post(self, user: str) -> Response:
-        service = _service()
-        uid = parse_user(user)
-        track, time_ = parse_listen(request.get_data(), service.catalog.size)
-        rec, _event = service.next(uid, track, time_, g.botify_t0)
-        return Response(b'{"user":%d,"track":%d}' % (uid, rec), status=200, mimetype=JSON)
+T0_KEY = "botify.t0"  # WSGI environ key: perf_counter() when the request reached the app
+BODY_KEY = "botify.body"  # WSGI environ key: the body as read by the hot path (for the rejected log)
 
 
-class Last(Resource):
+def _read_body(environ: dict[str, Any]) -> bytes:
+    """The request body, read once straight from wsgi.input.
+
+    Why not request.get_data(): on the /next hot path it builds werkzeug's stream
+    wrapper and form-parsing state per request. With a Content-Length (what every
+    client of the COMPAT API sends) the body is read directly, at most
+    MAX_BODY_BYTES + 1 bytes (parse_listen then answers 413 for more); without one
+    (chunked) werkzeug's get_data reads it, bounded by MAX_CONTENT_LENGTH.
+    """
+    length = environ.get("CONTENT_LENGTH")
+    if length and length.isdigit():
+        n = int(length)
+        body = environ["wsgi.input"].read(min(n, MAX_BODY_BYTES + 1)) if n else b""
+        if n > MAX_BODY_BYTES:
+            environ[BODY_KEY] = body
+            raise ApiError(413, "payload_too_large", f"body must be at most {MAX_BODY_BYTES} bytes")
+    else:
+        body = request.get_data(cache=True)
+    environ[BODY_KEY] = body
+    return body
+
+
+class _Listen(Resource):
+    """Shared by /next and /last: the service comes in at construction (no current_app lookup)."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+
+class Next(_Listen):
     def post(self, user: str) -> Response:
-        service = _service()
+        service = self.service
+        environ = request.environ
         uid = parse_user(user)
-        track, time_ = parse_listen(request.get_data(), service.catalog.size)
-        service.last(uid, track, time_, g.botify_t0)
-        return Response(b'{"user":%d}' % uid, status=200, mimetype=JSON)
+        track, time_ = parse_listen(_read_body(environ), service.catalog_size)
+        rec, _event = service.next(uid, track, time_, environ.get(T0_KEY) or time.perf_counter())
+        return _fast_json(b'{"user":%d,"track":%d}' % (uid, rec))
+
+
+class Last(_Listen):
+    def post(self, user: str) -> Response:
+        service = self.service
+        environ = request.environ
+        uid = parse_user(user)
+        track, time_ = parse_listen(_read_body(environ), service.catalog_size)
+        service.last(uid, track, time_, environ.get(T0_KEY) or time.perf_counter())
+        return _fast_json(b'{"user":%d}' % uid)
+
+
+class _JsonResponse(Response):
+    default_mimetype = JSON
+
+
+def _fast_json(body: bytes) -> Response:
+    """A 200 JSON answer without mimetype/charset resolution per request."""
+    resp = _JsonResponse(body)
+    return resp
 
 
 class Health(Resource):
@@ -141,11 +186,14 @@ class BotifyApi(Api):
 def _log_rejected(status: int, error: str, message: str) -> None:
     service: Service = _service()
     service.metrics.inc("botify_rejected_requests_total", (error,))
-    t0 = getattr(g, "botify_t0", None)
-    try:
-        body = request.get_data(cache=True)[:512]
-    except HTTPException:  # e.g. the body is what was too large: not read at all
-        body = b""
+    t0 = request.environ.get(T0_KEY)
+    body = request.environ.get(BODY_KEY)
+    if body is None:
+        try:
+            body = request.get_data(cache=True)
+        except HTTPException:  # e.g. the body is what was too large: not read at all
+            body = b""
+    body = body[:512]
     service.eventlog.rejected(
         {
             "message": "rejected",
@@ -183,8 +231,8 @@ def register_api(app: Flask, service: Service) -> BotifyApi:
     api = BotifyApi(app, catch_all_404s=True)
     api.add_resource(Root, "/", endpoint="root")
     api.add_resource(Track, "/track/<track>", endpoint="track")
-    api.add_resource(Next, "/next/<user>", endpoint="next")
-    api.add_resource(Last, "/last/<user>", endpoint="last")
+    api.add_resource(Next, "/next/<user>", endpoint="next", resource_class_kwargs={"service": service})
+    api.add_resource(Last, "/last/<user>", endpoint="last", resource_class_kwargs={"service": service})
     api.add_resource(Health, "/health", endpoint="health")
     api.add_resource(Live, "/health/live", endpoint="live")
     api.add_resource(Metrics, "/metrics", endpoint="metrics")
@@ -195,18 +243,30 @@ def register_api(app: Flask, service: Service) -> BotifyApi:
     perf = time.perf_counter
     metrics = service.metrics
 
-    @app.before_request
-    def _start_timer() -> None:
-        g.botify_t0 = perf()
+    # The start time goes into the WSGI environ from a plain middleware: a Flask
+    # before_request hook costs a hook dispatch and a `g` proxy write per request.
+    flask_wsgi = app.wsgi_app
+
+    def timed_wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+        environ[T0_KEY] = perf()
+        return flask_wsgi(environ, start_response)
+
+    app.wsgi_app = timed_wsgi  # type: ignore[method-assign]
+    labels = ENDPOINT_LABELS
+    http_total = "botify_http_requests_total"
+    http_seconds = "botify_http_request_duration_seconds"
 
     @app.after_request
     def _count(resp: Response) -> Response:
-        t0 = getattr(g, "botify_t0", None)
-        endpoint = ENDPOINT_LABELS.get(request.endpoint or "", "unmatched")
-        method = request.method if request.method in _METHODS else "OTHER"  # bounded label values
-        metrics.inc("botify_http_requests_total", (endpoint, method, str(resp.status_code)))
+        req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
+        t0 = req.environ.get(T0_KEY)
+        endpoint = labels.get(req.endpoint or "", "unmatched")
+        method = req.method
+        if method not in _METHODS:
+            method = "OTHER"  # bounded label values
+        metrics.inc(http_total, (endpoint, method, str(resp.status_code)))
         if t0 is not None:
-            metrics.observe("botify_http_request_duration_seconds", (endpoint,), perf() - t0)
+            metrics.observe(http_seconds, (endpoint,), perf() - t0)
         if service.draining:  # shutting down: the client must not reuse this connection
             resp.headers["Connection"] = "close"
         return resp

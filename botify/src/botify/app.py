@@ -149,6 +149,7 @@ class Service:
         self.keys = store.Keys(settings.namespace)
         self.started = time.time()
         self.catalog = catalog if catalog is not None else Catalog.from_file(settings.catalog)
+        self.catalog_size = self.catalog.size
         if settings.redis_url is None:
             raise ValueError(
                 "no redis_url: set BOTIFY_REDIS_URL, or run `python -m botify serve` to start an embedded Redis"
@@ -334,8 +335,9 @@ class Service:
             rec = random_track(self.catalog.size, rng, played, track)
         latency = time.perf_counter() - t0
         m = self.metrics
-        m.inc("botify_recommendations_total", (answered, exp_name or "", arm or ""))
-        m.observe("botify_recommendation_duration_seconds", (answered, exp_name or "", arm or ""), latency)
+        labels = (answered, exp_name or "", arm or "")
+        m.inc("botify_recommendations_total", labels)
+        m.observe("botify_recommendation_duration_seconds", labels, latency)
         if fallback is not None:
             m.inc("botify_fallbacks_total", (serving, fallback))
         event = {
