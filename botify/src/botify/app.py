@@ -136,6 +136,25 @@ return {redis.call('LRANGE', KEYS[1], 0, -1), redis.call('SMEMBERS', KEYS[2])}
 """
 
 
+class BotifyFlask(Flask):
+    """Flask whose ensure_sync is memoised: botify's views and hooks are all sync.
+
+    Flask calls ensure_sync (an inspect.iscoroutinefunction check) for the view and
+    every hook on every request; the answer never changes for a given function.
+    """
+
+    def ensure_sync(self, func: Any) -> Any:
+        # keyed by the plain function: Flask-RESTful hands in a new bound method per request
+        key = getattr(func, "__func__", func)
+        sync: set[Any] = self.__dict__.setdefault("_botify_sync", set())
+        if key in sync:
+            return func
+        wrapped = super().ensure_sync(func)
+        if wrapped is func and len(sync) < 1024:
+            sync.add(key)
+        return wrapped
+
+
 class RedisUnavailable(Exception):  # noqa: N818 - a state, raised to switch to the fallback path
     pass
 
@@ -489,7 +508,7 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
     settings = settings if settings is not None else Settings.load()
     logging.basicConfig(level=getattr(logging, settings.log_level.upper(), logging.INFO))
     service = Service(settings, catalog=catalog)
-    app = Flask("botify")
+    app = BotifyFlask("botify")
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.config["JSON_SORT_KEYS"] = False
     app.extensions["botify"] = service
