@@ -15,6 +15,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -79,7 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     # Heavy imports after argument parsing so that --help is instant.
     from botify.offline.ab import AbError, analyze
     from botify.offline.logs import read_events
-    from botify.offline.report import print_terminal, write_html
 
     # Piped output (CI logs, files) gets a wide table instead of rich's 80 columns.
     con = Console() if sys.stdout.isatty() else Console(width=150)
@@ -121,10 +121,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     res.load_report = loaded.report
     res.previous_load_report = prev.report if prev is not None else None
-    if loaded.report.bad or loaded.report.duplicates:
-        res.warnings.insert(0, "logs: " + loaded.report.summary())
+    return emit(res, args, con, t0)
+
+
+def emit(res: Any, args: argparse.Namespace, con: Console, t0: float, engine: str = "") -> int:
+    """Terminal table, JSON and HTML of a result (either engine); returns the exit code."""
+    from botify.offline.report import print_terminal, write_html
+
+    report = res.load_report
+    if report.bad or report.duplicates:
+        res.warnings.insert(0, "logs: " + report.summary())
+    where = f" ({engine})" if engine else ""
     if not args.quiet:
-        con.print(f"[dim]logs: {loaded.report.summary()}[/]")
+        con.print(f"[dim]logs{where}: {report.summary()}[/]")
         print_terminal(res, con)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -136,8 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.quiet:
             con.print(f"HTML: {args.html}")
     if not args.quiet:
-        con.print(f"[dim]done in {time.perf_counter() - t0:.2f} s[/]")
-    return 3 if (res.srm.mismatch and args.fail_on_srm) else 0
+        con.print(f"[dim]done in {time.perf_counter() - t0:.2f} s{where}[/]")
+    return 3 if (res.srm.mismatch and getattr(args, "fail_on_srm", False)) else 0
 
 
 if __name__ == "__main__":

@@ -360,6 +360,51 @@ def ratio_table(
     return ratios
 
 
+def check_arms(
+    users_by_arm: dict[str, int],
+    experiment: str,
+    control: str,
+    n_multi: int,
+    shares: dict[str, float] | None,
+    srm_threshold: float,
+    warnings: list[str],
+) -> tuple[list[str], list[str], stats.SRM]:
+    """Arms, treatments with users and the SRM check, from users per arm (any engine).
+
+    Raises AbError when the control or every treatment is empty; appends warnings
+    for empty arms, users seen in several arms and a sample-ratio mismatch.
+    """
+    users_by_arm = dict(users_by_arm)
+    arms_seen = list(users_by_arm)
+    if shares:
+        for a in shares:
+            users_by_arm.setdefault(a, 0)
+    arms = sort_arms(list(users_by_arm), control)
+    if control not in arms or users_by_arm.get(control, 0) == 0:
+        raise AbError(
+            f"control arm {control!r} has no users in experiment {experiment!r}; arms seen: "
+            + (", ".join(sort_arms(arms_seen, control)) or "none")
+        )
+    for a in arms:
+        if users_by_arm.get(a, 0) == 0:
+            warnings.append(f"arm {a} has no users")
+    treatments = [a for a in arms if a != control and users_by_arm.get(a, 0) > 0]
+    if not treatments:
+        raise AbError(f"experiment {experiment!r} has no treatment arm with users (only {control})")
+    if n_multi:
+        warnings.append(
+            f"{n_multi} user(s) logged in more than one arm of {experiment}: assignment is not stable"
+        )
+    srm = stats.srm_check({a: int(users_by_arm.get(a, 0)) for a in arms}, shares, srm_threshold)
+    if srm.mismatch:
+        warnings.append(
+            f"SAMPLE RATIO MISMATCH: users per arm {dict(zip(srm.arms, srm.observed, strict=True))} "
+            f"vs expected {dict(zip(srm.arms, [round(x, 1) for x in srm.expected], strict=True))} "
+            f"(chi2={srm.chi2:.1f}, p={srm.p_value:.2g}); the split is broken, do not trust the effects"
+        )
+    return arms, treatments, srm
+
+
 def analyze(
     events: pd.DataFrame,
     experiment: str,
@@ -397,36 +442,10 @@ def analyze(
     pairs = pairs.drop_duplicates()
     per_code = np.bincount(pairs["arm"].to_numpy(), minlength=len(names))
     users_by_arm = {names[i]: int(k) for i, k in enumerate(per_code) if k > 0}
-    arms_seen = list(users_by_arm)
     n_multi = int(len(pairs) - pairs["user"].nunique())
-    if shares:
-        for a in shares:
-            users_by_arm.setdefault(a, 0)
-    arms = sort_arms(list(users_by_arm), control)
-    if control not in arms or users_by_arm.get(control, 0) == 0:
-        raise AbError(
-            f"control arm {control!r} has no users in experiment {experiment!r}; arms seen: "
-            + (", ".join(sort_arms(arms_seen, control)) or "none")
-        )
-    for a in arms:
-        if users_by_arm.get(a, 0) == 0:
-            warnings.append(f"arm {a} has no users")
-    treatments = [a for a in arms if a != control and users_by_arm.get(a, 0) > 0]
-    if not treatments:
-        raise AbError(f"experiment {experiment!r} has no treatment arm with users (only {control})")
-
-    if n_multi:
-        warnings.append(
-            f"{n_multi} user(s) logged in more than one arm of {experiment}: assignment is not stable"
-        )
-
-    srm = stats.srm_check({a: int(users_by_arm.get(a, 0)) for a in arms}, shares, srm_threshold)
-    if srm.mismatch:
-        warnings.append(
-            f"SAMPLE RATIO MISMATCH: users per arm {dict(zip(srm.arms, srm.observed, strict=True))} "
-            f"vs expected {dict(zip(srm.arms, [round(x, 1) for x in srm.expected], strict=True))} "
-            f"(chi2={srm.chi2:.1f}, p={srm.p_value:.2g}); the split is broken, do not trust the effects"
-        )
+    arms, treatments, srm = check_arms(
+        users_by_arm, experiment, control, n_multi, shares, srm_threshold, warnings
+    )
 
     sz = sessionize(events)
     sess = sz.sessions.rename(columns={col: "arm"})
@@ -512,6 +531,7 @@ __all__ = [
     "AbResult",
     "analyze",
     "analyze_logs",
+    "check_arms",
     "cuped_table",
     "power_table",
     "ratio_table",

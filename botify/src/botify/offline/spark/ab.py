@@ -163,35 +163,9 @@ def analyze(
     n_users = int(total[0]["n"]) if total else 0
     n_multi = int(sum(users_by_arm.values()) - n_users)
     span = (total[0]["lo"], total[0]["hi"]) if total else (None, None)
-    arms_seen = list(users_by_arm)
-    if shares:
-        for a in shares:
-            users_by_arm.setdefault(a, 0)
-    arms = emb.sort_arms(list(users_by_arm), control)
-    if control not in arms or users_by_arm.get(control, 0) == 0:
-        raise emb.AbError(
-            f"control arm {control!r} has no users in experiment {experiment!r}; arms seen: "
-            + (", ".join(emb.sort_arms(arms_seen, control)) or "none")
-        )
-    for a in arms:
-        if users_by_arm.get(a, 0) == 0:
-            warnings.append(f"arm {a} has no users")
-    treatments = [a for a in arms if a != control and users_by_arm.get(a, 0) > 0]
-    if not treatments:
-        raise emb.AbError(
-            f"experiment {experiment!r} has no treatment arm with users (only {control})"
-        )
-    if n_multi:
-        warnings.append(
-            f"{n_multi} user(s) logged in more than one arm of {experiment}: assignment is not stable"
-        )
-    srm = stats.srm_check({a: int(users_by_arm.get(a, 0)) for a in arms}, shares, srm_threshold)
-    if srm.mismatch:
-        warnings.append(
-            f"SAMPLE RATIO MISMATCH: users per arm {dict(zip(srm.arms, srm.observed, strict=True))} "
-            f"vs expected {dict(zip(srm.arms, [round(x, 1) for x in srm.expected], strict=True))} "
-            f"(chi2={srm.chi2:.1f}, p={srm.p_value:.2g}); the split is broken, do not trust the effects"
-        )
+    arms, treatments, srm = emb.check_arms(
+        users_by_arm, experiment, control, n_multi, shares, srm_threshold, warnings
+    )
 
     sess = ssess.sessions(ssess.sessionize(ev), sf.col("arm")).persist(
         StorageLevel.MEMORY_AND_DISK

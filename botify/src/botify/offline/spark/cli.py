@@ -13,7 +13,6 @@ and `python -m botify.offline.spark train MODEL ...` run the same code.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -50,7 +49,6 @@ def run_ab(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from botify.offline.ab import AbError
-    from botify.offline.report import print_terminal, write_html
     from botify.offline.spark.ab import analyze
     from botify.offline.spark.logs import read_events
     from botify.offline.spark.session import SparkUnavailableError, get_spark
@@ -94,23 +92,9 @@ def run_ab(args: argparse.Namespace) -> int:
         loaded.unpersist()
         if prev is not None:
             prev.unpersist()
-    if loaded.report.bad or loaded.report.duplicates:
-        res.warnings.insert(0, "logs: " + loaded.report.summary())
-    if not args.quiet:
-        con.print(f"[dim]logs (spark {spark.sparkContext.master}): {loaded.report.summary()}[/]")
-        print_terminal(res, con)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res.to_dict(), indent=2, default=str), encoding="utf-8")
-        if not args.quiet:
-            con.print(f"JSON: {args.json}")
-    if args.html:
-        write_html(res, args.html)
-        if not args.quiet:
-            con.print(f"HTML: {args.html}")
-    if not args.quiet:
-        con.print(f"[dim]done in {time.perf_counter() - t0:.2f} s (spark)[/]")
-    return 3 if (res.srm.mismatch and getattr(args, "fail_on_srm", False)) else 0
+    from botify.ab import emit
+
+    return emit(res, args, con, t0, engine=f"spark {spark.sparkContext.master}")
 
 
 def run_train(args: argparse.Namespace) -> int:
