@@ -25,6 +25,7 @@ import numpy as np
 import orjson
 import redis as redis_lib
 from flask import Flask
+from flask.sessions import SessionInterface
 
 from botify import store
 from botify.catalog import Catalog
@@ -136,8 +137,24 @@ return {redis.call('LRANGE', KEYS[1], 0, -1), redis.call('SMEMBERS', KEYS[2])}
 """
 
 
+class _NoSessions(SessionInterface):
+    """botify has no sessions (no cookies, no secret key): skip Flask's per-request
+    signing-serializer lookup and the NullSession built for every request."""
+
+    null = None
+
+    def open_session(self, app: Flask, request: Any) -> Any:
+        null = self.null
+        if null is None:
+            null = self.null = self.make_null_session(app)
+        return null
+
+    def save_session(self, app: Flask, session: Any, response: Any) -> None:
+        return None
+
+
 class BotifyFlask(Flask):
-    """Flask whose ensure_sync is memoised: botify's views and hooks are all sync.
+    """Flask without sessions, whose ensure_sync is memoised: botify's views and hooks are all sync.
 
     Flask calls ensure_sync (an inspect.iscoroutinefunction check) for the view and
     every hook on every request; the answer never changes for a given function.
@@ -509,6 +526,7 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
     logging.basicConfig(level=getattr(logging, settings.log_level.upper(), logging.INFO))
     service = Service(settings, catalog=catalog)
     app = BotifyFlask("botify")
+    app.session_interface = _NoSessions()
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.config["JSON_SORT_KEYS"] = False
     app.extensions["botify"] = service
