@@ -134,17 +134,23 @@ def test_registered_and_served_by_i2i():
     assert SERVED_BY["artist_i2i"] == "i2i"
 
 
-def test_train_cli_fills_the_catalog(tmp_path, capsys):
+def write_planted_logs(logs: Path) -> None:
+    """The planted sessions as service event logs (what the CLIs read)."""
     from botify.offline.models.planted import write_jsonl
-    from botify.train import main
 
-    cat = write_catalog(tmp_path / "catalog.jsonl")
     df = planted()
     df["message"] = "next"
     df["recommendation"] = df["track"]
     df["latency"] = 0.001
     df["timestamp"] = pd.to_datetime(df["timestamp"], unit="ms")
-    write_jsonl(df, tmp_path / "logs")
+    write_jsonl(df, logs)
+
+
+def test_train_cli_fills_the_catalog(tmp_path, capsys):
+    from botify.train import main
+
+    cat = write_catalog(tmp_path / "catalog.jsonl")
+    write_planted_logs(tmp_path / "logs")
     out = tmp_path / "a.jsonl"
     assert main(["artist_i2i", "--logs", str(tmp_path / "logs"), "--out", str(out),
                  "--catalog", str(cat), "--no-eval", "--quiet", "--k", "5"]) == 0
@@ -169,15 +175,9 @@ def test_lab_trains_it_with_the_catalog_and_contextual_with_k20(tmp_path):
 
 def test_evaluate_cli_passes_the_catalog(tmp_path, capsys):
     from botify.evaluate import main
-    from botify.offline.models.planted import write_jsonl
 
     cat = write_catalog(tmp_path / "catalog.jsonl")
-    df = planted()
-    df["message"] = "next"
-    df["recommendation"] = df["track"]
-    df["latency"] = 0.001
-    df["timestamp"] = pd.to_datetime(df["timestamp"], unit="ms")
-    write_jsonl(df, tmp_path / "logs")
+    write_planted_logs(tmp_path / "logs")
     out = tmp_path / "lb.json"
     assert main(["--logs", str(tmp_path / "logs"), "--models", "artist_i2i", "top_pop",
                  "--catalog", str(cat), "--split", "fraction", "--json", str(out), "--quiet"]) == 0
