@@ -38,6 +38,8 @@ import orjson
 import yaml
 
 REPO_CONFIG = Path("config/env.yml")
+#: Redis key prefix of the lab's service (fixed: the lab loads its tables under it)
+NAMESPACE = "botify"
 BASELINE = ("random", "sticky_artist")
 
 # Per-model training settings of the loop. `contextual` serves a random entry of its
@@ -181,6 +183,7 @@ def service(opts: LabOptions, run_dir: Path, redis_url: str, experiments: Path) 
         "BOTIFY_SEED": str(opts.seed),
         "BOTIFY_PORT": str(port),
         "BOTIFY_WORKERS": str(opts.workers),
+        "BOTIFY_NAMESPACE": NAMESPACE,  # the lab loads tables under the same prefix
     }
     log = (run_dir / "service.log").open("ab")
     proc = subprocess.Popen(
@@ -303,8 +306,8 @@ def train_and_deploy(
             )
             path = out / f"{model}.jsonl"
             write_artifact(path, art, meta)
-            version = store.load_table(client, model, path, "botify")
-            store.switch_table(client, model, version, "botify")
+            version = store.load_table(client, model, path, NAMESPACE)
+            store.switch_table(client, model, version, NAMESPACE)
             served_by = SERVED_BY[model] if art.kind != "user" else "indexed"
             # Cold tracks and users fall back to the champion first: a production model
             # never serves worse than the baseline it is meant to replace.
