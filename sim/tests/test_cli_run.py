@@ -386,3 +386,18 @@ def test_remote_never_interleaves_sessions_of_one_user(capsys, tmp_path, small_w
         expected[user] = rec(user, s.body["track"], s.body["time"]) if s.path.startswith("/next/") else None
     assert sessions_started == 300
     assert all(v is None for v in expected.values())
+
+
+def test_first_day_numbers_the_days_and_matches_a_longer_run(capsys, cfg, tmp_path):
+    """Day 2 run alone (--first-day 2 --days 1) is day 2 of a 2-day run, record for record."""
+    base = ["--episodes", "60", "--config", str(cfg), "single", "--recommender", "dummy",
+            "--seed", "9"]
+    full, alone = tmp_path / "full.jsonl", tmp_path / "alone.jsonl"
+    assert run_cli(capsys, *base, "--days", "2", "--out", str(full))[0] == 0
+    code, out, _ = run_cli(capsys, *base, "--first-day", "2", "--days", "1", "--out", str(alone))
+    assert code == 0
+    assert set(table_rows(out)) == {"2"}
+    day2 = [json.loads(x) for x in full.read_text().splitlines() if json.loads(x)["day"] == 2]
+    assert [json.loads(x) for x in alone.read_text().splitlines()] == day2
+    code, _, err = run_cli(capsys, *base, "--first-day", "0")
+    assert code == 2 and "--first-day" in err

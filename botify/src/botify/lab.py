@@ -270,7 +270,8 @@ def simulate_day(opts: LabOptions, day: int, sim_cfg: Path, run_dir: Path) -> No
     _say(f"day {day}: simulating {opts.sessions} sessions against the service")
     _run(
         [_python(), "-m", "sim.run", "--episodes", str(opts.sessions), "--config", str(sim_cfg),
-         "single", "--recommender", "remote", "--seed", str(opts.seed + day), "--days", "1",
+         "single", "--recommender", "remote", "--seed", str(opts.seed), "--first-day", str(day),
+         "--days", "1",
          "--concurrency", str(opts.concurrency),
          "--out", str(run_dir / f"episodes-day{day}.jsonl")],
         f"simulation of day {day}",

@@ -54,6 +54,9 @@ def _common(p: argparse.ArgumentParser, suppress: bool) -> None:
     p.add_argument("--seed", type=int, default=d(None), help="run seed (default 31337)")
     p.add_argument("--days", type=int, default=d(None),
                    help="run N days without the end-of-day prompt")
+    p.add_argument("--first-day", type=int, default=d(None),
+                   help="number of the first day (default 1), for drivers that run one day "
+                   "per call (botify.lab): day d of a run is the same wherever it starts")
     p.add_argument("--out", type=Path, default=d(None),
                    help="per-episode records (day, episode, user, steps, reward): .jsonl or .csv")
     p.add_argument("--concurrency", type=int, default=d(None),
@@ -107,6 +110,7 @@ class Options:
     progress: bool
     quiet: bool
     processes: int = 1
+    first_day: int = 1
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
@@ -124,11 +128,14 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         progress=not ns.no_progress,
         quiet=ns.quiet,
         processes=getattr(ns, "processes", 1),
+        first_day=1 if ns.first_day is None else ns.first_day,
     )
     if o.episodes < 1:
         raise UsageError(f"--episodes must be >= 1, got {o.episodes}")
     if o.days is not None and o.days < 1:
         raise UsageError(f"--days must be >= 1, got {o.days}")
+    if o.first_day < 1:
+        raise UsageError(f"--first-day must be >= 1, got {o.first_day}")
     if o.concurrency is not None and not 1 <= o.concurrency <= 10000:
         raise UsageError(f"--concurrency must be in 1..10000, got {o.concurrency}")
     if o.mode == "multi" and not 1 <= o.processes <= 256:
@@ -213,7 +220,7 @@ class _Days:
 
     def more(self, day: int) -> bool:
         if self.opts.days is not None:
-            return day < self.opts.days
+            return day < self.opts.first_day + self.opts.days - 1
         if not self.interactive:
             return False
         return ask_continue(day)
@@ -235,7 +242,7 @@ def run_single(opts: Options, cfg: SimConfig, episodes_out: list[Episode], dau: 
     if opts.recommender == "remote":
         _note(opts, f"remote service {agent.client.base}, {concurrency} sessions in flight")
     days = _Days(opts)
-    day = 1
+    day = opts.first_day
     try:
         while True:
             sim.begin_day(day)
@@ -375,7 +382,7 @@ def run_multi(opts: Options, cfg: SimConfig, episodes_out: list[Episode], dau: d
         for i, c in enumerate(conns):
             msg = _expect(c, i, procs[i])
         days = _Days(opts)
-        day = 1
+        day = opts.first_day
         while True:
             users = parent.all_users_for_day(day, opts.episodes * n_proc)
             parts = split_jobs(users, n_proc)
