@@ -99,6 +99,39 @@ def test_sigterm_under_keepalive_load_gives_no_client_error(tmp_path: Path, cata
     assert "refused to gracefully stop" not in out
 
 
+@pytest.mark.parametrize("drain", ["1.0", "0"])
+def test_ctrl_c_to_the_process_group_stops_promptly_and_loses_nothing(
+    tmp_path: Path, catalog: Path, redis_url: str, drain: str
+) -> None:
+    """Ctrl-C in a terminal: SIGINT reaches the master AND every worker. Workers used to
+    act on it themselves and hang until the master's SIGKILL 15 s later (events in
+    their queue lost); now they leave it to the master, which stops them with SIGTERM."""
+    import os
+
+    svc = start_service(catalog=catalog, log_dir=tmp_path / "logs", experiments=write_experiments(
+        tmp_path / "exp.yml"), redis_url=redis_url, workers=2,
+        extra_env={"BOTIFY_DRAIN_SECONDS": drain})
+    stop = threading.Event()
+    clients = [Client(k, svc.port, stop) for k in range(4)]
+    for c in clients:
+        c.start()
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    os.killpg(os.getpgid(svc.proc.pid), signal.SIGINT)  # what the terminal does
+    code = svc.proc.wait(timeout=30)
+    took = time.monotonic() - t0
+    stop.set()
+    for c in clients:
+        c.join(10)
+    out = svc.output()
+    assert "refused to gracefully stop" not in out, out
+    assert took < 8, f"stop took {took:.1f} s"
+    assert code == 0, out
+    lines = [json.loads(x) for f in (tmp_path / "logs").rglob("events-*.jsonl")
+             for x in f.read_text().splitlines()]
+    assert len(lines) >= sum(c.ok for c in clients) > 20
+
+
 def test_draining_app_is_unready_and_closes_connections(app) -> None:  # type: ignore[no-untyped-def]
     client = app.test_client()
     r = client.post("/next/1", json={"track": 3, "time": 0.5})

@@ -354,49 +354,64 @@ def _install_drain(app: Any, seconds: float, port: int = 0) -> None:
     closed connection" behind nginx).
     """
     service = getattr(app, "extensions", {}).get("botify")
-    if service is None or seconds <= 0:
-        return
     try:
         from granian import _signals
     except ImportError:  # another granian layout: plain (undrained) stop
         log.warning("granian._signals not found: SIGTERM stops this worker without a drain")
         return
     original = getattr(_signals, "set_sync_signals", None)
-    if original is None or getattr(original, "_botify_drain", False):
+    worker_signal = getattr(_signals, "WorkerSignal", None)
+    if original is None or worker_signal is None or getattr(original, "_botify_drain", False):
         return
+    drain = service is not None and seconds > 0
 
     def set_sync_signals_with_drain() -> Any:
-        stop_event = original()
+        # granian's own version installs a handler that sets the stop event at once;
+        # its WSGI worker registers the callback that ends its main loop only after
+        # this returns, so a SIGTERM landing in between was lost and the worker waited
+        # for the master's SIGKILL (2 of 8 runs of test_sigterm_while_workers_still_
+        # start_stops_promptly). Our handler is the only one, and it sets the event
+        # from a timer, never sooner than STOP_DELAY, by which time the callback is on.
+        stop_event = worker_signal()
+        # Ctrl-C in a terminal sends SIGINT to the whole process group. The master
+        # turns it into an orderly SIGTERM per worker; a worker that also acted on
+        # the SIGINT itself hung in granian until the master's SIGKILL 15 s later
+        # (measured 3 of 3). So workers leave SIGINT to the master.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         started = threading.Event()
 
         def handler(signum: int, _frame: Any) -> None:
-            if started.is_set():  # a second signal (SIGINT to the group + SIGTERM from the master)
+            if started.is_set():  # a second SIGTERM: the stop is already under way
                 return
             started.set()
-            service.begin_drain()
-            log.info("signal %d: draining for %.2f s (health 503, Connection: close), then stopping",
-                     signum, seconds)
+            if drain:
+                service.begin_drain()
+                log.info("signal %d: draining for %.2f s (health 503, Connection: close), "
+                         "then stopping", signum, seconds)
+
             def stop() -> None:
                 # granian first stops accepting (shutting the socket under its accept
                 # loop instead made the worker hang until SIGKILL), then the kernel
                 # refuses new connections and resets the few left in the backlog now
                 # rather than at process exit.
                 stop_event.set()
-                if port:
+                if port and drain:
                     time.sleep(0.001)
                     _stop_listening(port)
 
-            timer = threading.Timer(seconds, stop)
+            timer = threading.Timer(max(seconds if drain else 0.0, STOP_DELAY), stop)
             timer.daemon = True
             timer.start()
 
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, handler)
+        signal.signal(signal.SIGTERM, handler)
         return stop_event
 
     set_sync_signals_with_drain._botify_drain = True  # type: ignore[attr-defined]
     _signals.set_sync_signals = set_sync_signals_with_drain
 
+
+#: a worker's stop never comes sooner than this after its SIGTERM (see _install_drain)
+STOP_DELAY = 0.1
 
 #: the granian server of this process tree (read by forked workers, see above)
 _GRANIAN_SERVER: Any = None
