@@ -48,16 +48,9 @@ def _rss_mb() -> float:
 
 
 def synthesise(n_events: int, logdir: Path, seed: int) -> int:
-    from botify.offline.synth import SynthSpec, generate, n_users_for, write_logs
+    from botify.offline.synth import write_benchmark_logs
 
-    spec = SynthSpec(days=2, seed=seed, experiments={"EXP": ("C", "T1")}, effects={"T1": 1.05})
-    spec.n_users = n_users_for(n_events, spec)
-    s = generate(spec)
-    # the per-user activity spread makes the count drift; rescale users once
-    spec.n_users = max(1, int(spec.n_users * n_events / max(len(s.frame), 1)))
-    s = generate(spec)
-    write_logs(s, logdir, workers=2, rotate_every=250_000)
-    return len(s.frame)
+    return write_benchmark_logs(n_events, logdir, seed)
 
 
 def _cpu_s() -> float:
