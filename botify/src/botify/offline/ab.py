@@ -158,6 +158,15 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+def holm_table(rows: list[dict[str, Any]], alpha: float) -> pd.DataFrame:
+    """Rows of effects as a table, with Holm-adjusted p-values across all its rows."""
+    df = pd.DataFrame(rows)
+    if len(df):
+        df["p_holm"] = stats.holm(df["p_value"].to_numpy())
+        df["significant_holm"] = df["p_holm"] <= alpha
+    return df
+
+
 def effects_table(
     moments: dict[str, dict[str, stats.Moments]],
     control: str,
@@ -176,11 +185,7 @@ def effects_table(
         for m in metrics:
             e = stats.welch(moments[control][m], moments[arm][m], alpha)
             rows.append({"treatment": arm, "metric": m, **e.to_dict()})
-    df = pd.DataFrame(rows)
-    if len(df):
-        df["p_holm"] = stats.holm(df["p_value"].to_numpy())
-        df["significant_holm"] = df["p_holm"] <= alpha
-    return df
+    return holm_table(rows, alpha)
 
 
 def _moments(u: pd.DataFrame, metrics: Sequence[str]) -> dict[str, stats.Moments]:
@@ -299,11 +304,7 @@ def cuped_table(
                     "significant": e.significant,
                 }
             )
-    df = pd.DataFrame(rows)
-    if len(df):
-        df["p_holm"] = stats.holm(df["p_value"].to_numpy())
-        df["significant_holm"] = df["p_holm"] <= alpha
-    return df
+    return holm_table(rows, alpha)
 
 
 def power_table(
@@ -353,11 +354,7 @@ def ratio_table(
             rt = stats.Ratio.of(per_arm[arm][num], per_arm[arm][den])
             e = stats.delta_effect(rc, rt, alpha)
             rows.append({"treatment": arm, "metric": name, **e.to_dict()})
-    ratios = pd.DataFrame(rows)
-    if len(ratios):
-        ratios["p_holm"] = stats.holm(ratios["p_value"].to_numpy())
-        ratios["significant_holm"] = ratios["p_holm"] <= alpha
-    return ratios
+    return holm_table(rows, alpha)
 
 
 def check_arms(
