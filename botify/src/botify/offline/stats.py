@@ -82,6 +82,14 @@ def _pct(x: float, base: float) -> float:
     return x / base * 100.0 if base != 0 else math.nan
 
 
+def _undefined_effect(c_value: float, t_value: float, n_c: int, n_t: int) -> Effect:
+    """Both point values and the % difference, NaN for everything that needs a variance."""
+    nan = math.nan
+    diff = t_value - c_value
+    return Effect(c_value, t_value, n_c, n_t, diff, nan, nan, nan, nan,
+                  _pct(diff, c_value), nan, nan, nan, False)
+
+
 def welch(control: Moments, treatment: Moments, alpha: float = 0.05) -> Effect:
     """The course's interval (Welch, W-S df) plus a two-sided p-value from the same t.
 
@@ -91,23 +99,7 @@ def welch(control: Moments, treatment: Moments, alpha: float = 0.05) -> Effect:
     c, t = control, treatment
     diff = t.mean - c.mean
     if c.n < 2 or t.n < 2 or math.isnan(c.var) or math.isnan(t.var):
-        nan = math.nan
-        return Effect(
-            c.mean,
-            t.mean,
-            c.n,
-            t.n,
-            diff,
-            nan,
-            nan,
-            nan,
-            nan,
-            _pct(diff, c.mean),
-            nan,
-            nan,
-            nan,
-            False,
-        )
+        return _undefined_effect(c.mean, t.mean, c.n, t.n)
     se = math.sqrt(c.var / c.n + t.var / t.n)
     df = welch_df(c.n, t.n, c.var, t.var)
     if se == 0:
@@ -266,23 +258,7 @@ def delta_effect(control: Ratio, treatment: Ratio, alpha: float = 0.05) -> Effec
     c, t = control, treatment
     diff = t.ratio - c.ratio
     if math.isnan(c.var) or math.isnan(t.var):
-        nan = math.nan
-        return Effect(
-            c.ratio,
-            t.ratio,
-            c.n,
-            t.n,
-            diff,
-            nan,
-            nan,
-            nan,
-            nan,
-            _pct(diff, c.ratio),
-            nan,
-            nan,
-            nan,
-            False,
-        )
+        return _undefined_effect(c.ratio, t.ratio, c.n, t.n)
     se = math.sqrt(c.var + t.var)
     z = float(sps.norm.ppf(1 - alpha / 2))
     half = z * se
