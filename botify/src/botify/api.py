@@ -35,12 +35,18 @@ def _service() -> Service:
     return current_app.extensions["botify"]
 
 
-class Root(Resource):
+class _Resource(Resource):
+    """One instance per endpoint, not per request: the resources keep no request state."""
+
+    init_every_request = False
+
+
+class Root(_Resource):
     def get(self) -> Response:
         return _json({"status": "alive", "message": "botify recommender service"})
 
 
-class Track(Resource):
+class Track(_Resource):
     def get(self, track: str) -> Response:
         service = _service()
         track_id = parse_track_id(track)
@@ -81,7 +87,7 @@ def _read_body(environ: dict[str, Any]) -> bytes:
     return body
 
 
-class _Listen(Resource):
+class _Listen(_Resource):
     """Shared by /next and /last: the service comes in at construction (no current_app lookup)."""
 
     def __init__(self, service: Service) -> None:
@@ -118,36 +124,36 @@ def _fast_json(body: bytes) -> Response:
     return resp
 
 
-class Health(Resource):
+class Health(_Resource):
     def get(self) -> Response:
         ready, body = _service().health()
         return _json(body, 200 if ready else 503)
 
 
-class Live(Resource):
+class Live(_Resource):
     def get(self) -> Response:
         return _json({"status": "alive"})
 
 
-class Metrics(Resource):
+class Metrics(_Resource):
     def get(self) -> Response:
         return Response(_service().metrics.render(), status=200, mimetype="text/plain; version=0.0.4")
 
 
-class Experiments(Resource):
+class Experiments(_Resource):
     def get(self) -> Response:
         exps = _service().experiments.get()
         return _json({"experiments": exps.describe(), "default": exps.default})
 
 
-class Assignment(Resource):
+class Assignment(_Resource):
     def get(self, user: str) -> Response:
         uid = parse_user(user)
         arms, serving, _e, _a = _service().experiments.get().assign(uid)
         return _json({"user": uid, "experiments": arms, "recommender": serving})
 
 
-class OpenApi(Resource):
+class OpenApi(_Resource):
     def get(self) -> Response:
         from botify.openapi import openapi_bytes
 

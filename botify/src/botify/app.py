@@ -32,6 +32,7 @@ from botify.catalog import Catalog
 from botify.config import Settings
 from botify.eventlog import EventLog, install_signal_handlers
 from botify.experiments import ExperimentSet, ExperimentsHolder
+from botify.hot_redis import FastCommands
 from botify.metrics import Metrics
 from botify.recommenders import (
     Fallback,
@@ -191,7 +192,7 @@ class Service:
                 "no redis_url: set BOTIFY_REDIS_URL, or run `python -m botify serve` to start an embedded Redis"
             )
         self.redis = store.connect(settings.redis_url, settings.redis_timeout)
-        self.fast = store.FastCommands(self.redis)
+        self.fast = FastCommands(self.redis)
         self.metrics = Metrics(settings.metrics_path)
         self.eventlog = EventLog(settings.log_dir, settings.log_max_bytes, settings.log_rejected)
         self.tables = Tables(self)

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -402,55 +400,3 @@ def list_tables(redis: redis_lib.Redis, namespace: str) -> dict[str, dict[str, A
             "versions": sorted(_s(v) or "" for v in redis.smembers(keys.table_versions(name))),
         }
     return out
-
-
-class FastCommands:
-    """The hot path's few commands on one raw connection per thread.
-
-    Why: redis-py's client wraps every command in pooling, retry and
-    observability layers (~60 us of CPU per command here); the request path
-    needs only send + read on a connection it owns. Each thread (and each
-    forked process) gets its own connection, created with the client's
-    settings (timeouts included); any error drops the connection so the next
-    call starts clean.
-    """
-
-    def __init__(self, client: redis_lib.Redis) -> None:
-        self.pool = client.connection_pool
-        self._local = threading.local()
-        self._shas: dict[str, str] = {}
-
-    def _conn(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        pid = os.getpid()
-        if conn is None or getattr(self._local, "pid", None) != pid:
-            conn = self.pool.make_connection()
-            self._local.conn = conn
-            self._local.pid = pid
-        return conn
-
-    def call(self, *args: Any) -> Any:
-        conn = self._conn()
-        try:
-            conn.send_command(*args)
-            return conn.read_response()
-        except redis_lib.ResponseError:
-            raise  # the connection is still in a clean state
-        except BaseException:
-            conn.disconnect()
-            self._local.conn = None
-            raise
-
-    def script(self, source: str, keys: list[Any], args: list[Any]) -> Any:
-        """EVALSHA, loading the script on first use and after a Redis restart (NOSCRIPT)."""
-        sha = self._shas.get(source)
-        if sha is None:
-            sha = self._shas[source] = hashlib.sha1(source.encode()).hexdigest()
-        try:
-            return self.call("EVALSHA", sha, len(keys), *keys, *args)
-        except redis_lib.exceptions.NoScriptError:
-            self.call("SCRIPT", "LOAD", source)
-            return self.call("EVALSHA", sha, len(keys), *keys, *args)
-
-    def hmget(self, key: str, fields: list[bytes]) -> list[bytes | None]:
-        return self.call("HMGET", key, *fields)
