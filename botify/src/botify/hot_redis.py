@@ -74,6 +74,9 @@ class RawConnection:
                 self.call(*(("AUTH", username, password) if username else ("AUTH", password)))
             if db:
                 self.call("SELECT", db)
+        except redis_lib.ResponseError as exc:  # as redis-py: a refused handshake is a connection error
+            self.disconnect()
+            raise redis_lib.AuthenticationError(str(exc)) from exc
         except BaseException:
             self.disconnect()
             raise

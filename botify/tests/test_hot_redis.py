@@ -1,0 +1,123 @@
+"""The hot path's raw Redis connection against a real redis-server (TCP and unix socket)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from botify.embedded_redis import EmbeddedRedis
+from botify.hot_redis import FastCommands, RawConnection, _PyConnection, _raw_factory
+from botify.store import connect
+
+
+def test_commands_replies_and_error_replies(redis_url: str) -> None:
+    fast = FastCommands(connect(redis_url))
+    assert fast.call("PING") == b"PONG"
+    assert fast.call("HSET", "h", "a", b"\x00\x01", "b", 7) == 2
+    assert fast.hmget("h", [b"a", b"missing", b"b"]) == [b"\x00\x01", None, b"7"]
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        fast.call("LPUSH", "h", "x")
+    assert fast.call("PING") == b"PONG"  # an error reply leaves the connection usable
+
+
+def test_script_is_loaded_again_after_script_flush(redis_url: str) -> None:
+    fast = FastCommands(connect(redis_url))
+    source = "redis.call('SET', KEYS[1], ARGV[1]); return {redis.call('GET', KEYS[1]), 3}"
+    assert fast.script(source, ["k"], ["v1"]) == [b"v1", 3]
+    redis.Redis.from_url(redis_url).script_flush()  # what a Redis restart does to scripts
+    assert fast.script(source, ["k"], ["v2"]) == [b"v2", 3]
+
+
+def test_database_number_of_the_url_is_selected(redis_url: str) -> None:
+    url = redis_url.rsplit("/", 1)[0] + "/5"
+    FastCommands(connect(url)).call("SET", "where", "db5")
+    assert redis.Redis.from_url(url).get("where") == b"db5"
+    assert redis.Redis.from_url(redis_url).get("where") is None
+
+
+def test_password_is_sent(redis_url: str) -> None:
+    admin = redis.Redis.from_url(redis_url)
+    admin.config_set("requirepass", "s3cret")
+    try:
+        host_port = redis_url.split("//", 1)[1].split("/", 1)[0]
+        assert FastCommands(connect(f"redis://:s3cret@{host_port}/0")).call("PING") == b"PONG"
+        with pytest.raises(redis.AuthenticationError):  # a ConnectionError: the breaker counts it
+            FastCommands(connect(f"redis://:wrong@{host_port}/0")).call("PING")
+    finally:
+        redis.Redis.from_url(redis_url.replace("//", "//:s3cret@", 1)).config_set("requirepass", "")
+
+
+def test_slow_reply_raises_redis_timeout_and_the_next_call_reconnects(redis_url: str) -> None:
+    fast = FastCommands(connect(redis_url, timeout=0.2))
+    t0 = time.monotonic()
+    with pytest.raises(redis.TimeoutError):
+        fast.call("BLPOP", "never-pushed", 2)  # the server holds the reply for 2 s
+    assert 0.15 < time.monotonic() - t0 < 1.5
+    assert fast.call("PING") == b"PONG"  # a fresh connection: the late BLPOP reply cannot be misread
+
+
+def test_unreachable_redis_raises_connection_error(tmp_path: Path) -> None:
+    with pytest.raises(redis.ConnectionError):
+        FastCommands(connect(f"unix://{tmp_path}/nothing.sock")).call("PING")
+    with pytest.raises(redis.ConnectionError):
+        RawConnection(("127.0.0.1", 1), timeout=0.2)
+
+
+def test_server_going_away_is_a_connection_error_then_recovery(redis_factory) -> None:  # type: ignore[no-untyped-def]
+    with redis_factory() as server:
+        fast = FastCommands(connect(server.url))
+        assert fast.call("PING") == b"PONG"
+        server.stop()
+        with pytest.raises(redis.ConnectionError):
+            fast.call("PING")
+        server.start()
+        assert fast.call("PING") == b"PONG"
+
+
+def test_unix_socket_of_the_embedded_redis(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "run", persist=False)
+    url = server.start()
+    try:
+        assert url.startswith("unix://")
+        fast = FastCommands(connect(url))
+        assert isinstance(fast._conn(), RawConnection)
+        assert fast.call("SET", "a", 1) == b"OK"
+        assert fast.call("GET", "a") == b"1"
+    finally:
+        server.stop()
+
+
+def test_tls_clients_keep_the_redis_py_connection(redis_url: str) -> None:
+    tls = redis.Redis.from_url("rediss://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    assert _raw_factory(tls.connection_pool) is None
+    with pytest.raises(redis.ConnectionError):
+        FastCommands(tls).call("PING")  # nothing listens there; redis-py's SSL connection says so
+    plain = _PyConnection(connect(redis_url).connection_pool)  # the same interface, redis-py inside
+    assert plain.call("PING") == b"PONG"
+    plain.disconnect()
+
+
+def test_one_connection_per_thread_and_per_forked_process(redis_url: str) -> None:
+    import threading
+
+    fast = FastCommands(connect(redis_url))
+    ids = {fast.call("CLIENT", "ID")}
+    t = threading.Thread(target=lambda: ids.add(fast.call("CLIENT", "ID")))
+    t.start()
+    t.join()
+    assert len(ids) == 2
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            os.write(w, str(fast.call("CLIENT", "ID")).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    child_id = int(os.read(r, 64))
+    os.close(r)
+    assert child_id not in ids  # the child never writes on its parent's socket
