@@ -23,12 +23,18 @@ def test_commands_replies_and_error_replies(redis_url: str) -> None:
     assert fast.call("PING") == b"PONG"  # an error reply leaves the connection usable
 
 
-def test_script_is_loaded_again_after_script_flush(redis_url: str) -> None:
+def test_pipeline_replies_in_order_and_errors_keep_the_connection_in_step(redis_url: str) -> None:
     fast = FastCommands(connect(redis_url))
-    source = "redis.call('SET', KEYS[1], ARGV[1]); return {redis.call('GET', KEYS[1]), 3}"
-    assert fast.script(source, ["k"], ["v1"]) == [b"v1", 3]
-    redis.Redis.from_url(redis_url).script_flush()  # what a Redis restart does to scripts
-    assert fast.script(source, ["k"], ["v2"]) == [b"v2", 3]
+    assert fast.pipeline([("LPUSH", "l", "a"), ("LPUSH", "l", "b"), ("LRANGE", "l", 0, -1), ("SADD", "s", 1)]) == [
+        1, 2, [b"b", b"a"], 1,
+    ]
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        fast.pipeline([("SET", "x", 1), ("LPUSH", "x", "y"), ("SET", "after", 2)])
+    assert fast.call("GET", "after") == b"2"  # the command after the error ran, its reply was read
+    assert fast.call("PING") == b"PONG"
+    big = [("LPUSH", "big", "v" * 1000)] * 300  # replies and request larger than one recv()
+    assert fast.pipeline(big)[-1] == 300
+    assert len(b"".join(fast.call("LRANGE", "big", 0, -1))) == 300_000
 
 
 def test_database_number_of_the_url_is_selected(redis_url: str) -> None:
@@ -96,7 +102,7 @@ def test_tls_clients_keep_the_redis_py_connection(redis_url: str) -> None:
     with pytest.raises(redis.ConnectionError):
         FastCommands(tls).call("PING")  # nothing listens there; redis-py's SSL connection says so
     plain = _PyConnection(connect(redis_url).connection_pool)  # the same interface, redis-py inside
-    assert plain.call("PING") == b"PONG"
+    assert plain.call_many([("PING",), ("ECHO", "x")]) == [b"PONG", b"x"]
     plain.disconnect()
 
 

@@ -128,16 +128,6 @@ class Tables(TableReader):
 
 _MISS = object()
 
-_STATE_SCRIPT = """
-redis.call('LPUSH', KEYS[1], ARGV[1])
-redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[3]) - 1)
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('SADD', KEYS[2], ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-return {redis.call('LRANGE', KEYS[1], 0, -1), redis.call('SMEMBERS', KEYS[2])}
-"""
-
-
 class _NoSessions(SessionInterface):
     """botify has no sessions (no cookies, no secret key): skip Flask's per-request
     signing-serializer lookup and the NullSession built for every request."""
@@ -323,8 +313,10 @@ class Service:
     ) -> tuple[set[int], list[bytes]]:
         """Round trip 1: record the listen, read recent listens (raw) and the session's played set.
 
-        One server-side script (EVALSHA) instead of a 7-command pipeline: one command
-        to pack and parse, and the same atomic effect. At most once per
+        Seven plain commands in one write (a pipeline, no MULTI): measured here, a Lua
+        script doing the same costs Redis ~40 us more CPU per call and the request ~60 us
+        more latency. Not a transaction: only this user's own concurrent requests could
+        interleave, and they would still each record their listen. At most once per
         reload_interval, a second small pipeline reads the table pointers.
         """
         if self._refresh_due() and self._refresh_lock.acquire(blocking=False):
@@ -333,14 +325,21 @@ class Service:
             finally:
                 self._refresh_lock.release()
         s = self.settings
+        rk, sk = self.keys.recent(user), self.keys.session(user)
         res = self.redis_call(
             "state",
-            self.fast.script,
-            _STATE_SCRIPT,
-            [self.keys.recent(user), self.keys.session(user)],
-            [f"{track}:{time_!r}", track, s.recent_listens, s.recent_ttl, s.session_ttl],
+            self.fast.pipeline,
+            [
+                ("LPUSH", rk, f"{track}:{time_!r}"),
+                ("LTRIM", rk, 0, s.recent_listens - 1),
+                ("EXPIRE", rk, s.recent_ttl),
+                ("SADD", sk, track),
+                ("EXPIRE", sk, s.session_ttl),
+                ("LRANGE", rk, 0, -1),
+                ("SMEMBERS", sk),
+            ],
         )
-        return set(map(int, res[1])), res[0]
+        return set(map(int, res[6])), res[5]
 
     def next(self, user: int, track: int, time_: float, t0: float) -> tuple[int, dict[str, Any]]:
         """Answer /next: (recommended track, the event to log)."""
@@ -437,13 +436,14 @@ class Service:
         fallback: str | None = None
         if self.redis_available():
             rk = self.keys.recent(user)
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.lpush(rk, f"{track}:{time_!r}")
-            pipe.ltrim(rk, 0, self.settings.recent_listens - 1)
-            pipe.expire(rk, self.settings.recent_ttl)
-            pipe.delete(self.keys.session(user))
+            commands = [
+                ("LPUSH", rk, f"{track}:{time_!r}"),
+                ("LTRIM", rk, 0, self.settings.recent_listens - 1),
+                ("EXPIRE", rk, self.settings.recent_ttl),
+                ("DEL", self.keys.session(user)),
+            ]
             try:
-                self.redis_call("state", pipe.execute)
+                self.redis_call("state", self.fast.pipeline, commands)
                 self._mark_up()
             except RedisUnavailable:
                 fallback = "redis_unavailable"

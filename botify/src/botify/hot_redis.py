@@ -19,7 +19,6 @@ a redis-py Connection instead: same interface, just slower.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import struct
@@ -29,7 +28,6 @@ from typing import Any
 import hiredis
 import redis as redis_lib
 from redis.connection import Connection, UnixDomainSocketConnection
-from redis.exceptions import NoScriptError
 
 _RECV = 65536
 
@@ -82,29 +80,39 @@ class RawConnection:
             raise
 
     def call(self, *args: Any) -> Any:
-        """Send one command and return its reply; error replies raise redis-py's exceptions."""
+        """Send one command and return its reply; an error reply raises redis-py's ResponseError."""
+        return self.call_many([args])[0]
+
+    def call_many(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send commands in one write and read all their replies (a pipeline, not a transaction).
+
+        Every reply is read before an error reply is raised, so the connection stays in step.
+        """
         sock, reader = self.sock, self.reader
+        pack = hiredis.pack_command
+        replies: list[Any] = []
         try:
-            sock.sendall(hiredis.pack_command(args))
-            reply = reader.gets()
-            while reply is False:
-                data = sock.recv(_RECV)
-                if not data:
-                    raise redis_lib.ConnectionError("Redis closed the connection")
-                reader.feed(data)
+            sock.sendall(b"".join([pack(c) for c in commands]) if len(commands) > 1 else pack(commands[0]))
+            n = len(commands)
+            while len(replies) < n:
                 reply = reader.gets()
+                if reply is False:
+                    data = sock.recv(_RECV)
+                    if not data:
+                        raise redis_lib.ConnectionError("Redis closed the connection")
+                    reader.feed(data)
+                else:
+                    replies.append(reply)
         except BlockingIOError as exc:  # EAGAIN from SO_RCVTIMEO / SO_SNDTIMEO
             raise redis_lib.TimeoutError("Redis did not answer in time") from exc
         except hiredis.ProtocolError as exc:
             raise redis_lib.ConnectionError(f"Redis protocol error: {exc}") from exc
         except OSError as exc:
             raise redis_lib.ConnectionError(f"Redis connection failed: {exc}") from exc
-        if isinstance(reply, hiredis.ReplyError):
-            message = str(reply)
-            if message.startswith("NOSCRIPT"):
-                raise NoScriptError(message)
-            raise redis_lib.ResponseError(message)
-        return reply
+        for reply in replies:
+            if isinstance(reply, hiredis.ReplyError):
+                raise redis_lib.ResponseError(str(reply))
+        return replies
 
     def disconnect(self) -> None:
         try:
@@ -119,9 +127,20 @@ class _PyConnection:
     def __init__(self, pool: redis_lib.ConnectionPool) -> None:
         self.conn = pool.make_connection()
 
-    def call(self, *args: Any) -> Any:
-        self.conn.send_command(*args)
-        return self.conn.read_response()
+    def call_many(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        conn = self.conn
+        conn.send_packed_command(conn.pack_commands(commands))
+        replies: list[Any] = []
+        error: redis_lib.ResponseError | None = None
+        for _ in commands:
+            try:
+                replies.append(conn.read_response())
+            except redis_lib.ResponseError as exc:  # keep reading: the connection stays in step
+                error = error or exc
+                replies.append(exc)
+        if error is not None:
+            raise error
+        return replies
 
     def disconnect(self) -> None:
         self.conn.disconnect()
@@ -151,13 +170,12 @@ def _raw_factory(pool: redis_lib.ConnectionPool) -> Any:
 
 
 class FastCommands:
-    """EVALSHA and HMGET for the request path, one connection per thread and process."""
+    """Pipelines and HMGET for the request path, one connection per thread and process."""
 
     def __init__(self, client: redis_lib.Redis) -> None:
         pool = client.connection_pool
         self._make = _raw_factory(pool) or (lambda: _PyConnection(pool))
         self._local = threading.local()
-        self._shas: dict[str, str] = {}
 
     def _conn(self) -> Any:
         local = self._local
@@ -170,26 +188,20 @@ class FastCommands:
         return conn
 
     def call(self, *args: Any) -> Any:
+        """One command, one reply."""
+        return self.pipeline([args])[0]
+
+    def pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Several commands in one round trip; their replies in order."""
         conn = self._conn()
         try:
-            return conn.call(*args)
+            return conn.call_many(commands)
         except redis_lib.ResponseError:
             raise  # an error reply: the connection is still in a clean state
         except BaseException:
             conn.disconnect()
             self._local.conn = None
             raise
-
-    def script(self, source: str, keys: list[Any], args: list[Any]) -> Any:
-        """EVALSHA, loading the script on first use and after a Redis restart (NOSCRIPT)."""
-        sha = self._shas.get(source)
-        if sha is None:
-            sha = self._shas[source] = hashlib.sha1(source.encode()).hexdigest()
-        try:
-            return self.call("EVALSHA", sha, len(keys), *keys, *args)
-        except NoScriptError:
-            self.call("SCRIPT", "LOAD", source)
-            return self.call("EVALSHA", sha, len(keys), *keys, *args)
 
     def hmget(self, key: str, fields: list[bytes]) -> list[bytes | None]:
         return self.call("HMGET", key, *fields)
