@@ -9,10 +9,12 @@ What it does, all on 127.0.0.1 with free ports and a private temp dir:
    the catalog really is loaded) from process start to GET /health == 200, N times;
 3. starts the service (2 workers, embedded Redis), loads the i2i table with
    `python -m botify load table`, and waits until /health shows it live;
-4. starts the framework floor: bench/floor_app.py (a bare Flask app returning a
-   constant) under the same `python -m botify serve` stack, same workers and threads;
-5. runs wrk: floor and /next at 64 connections, then at 1 connection (bench/next.lua
-   varies users, tracks and listen times); reports req/s, p50/p99, /next % of floor;
+4. starts the framework floors: bench/floor_app.py (bare Flask: GET /floor returns a
+   constant; POST /next/<user> makes one Redis PING and returns a constant) under the
+   same `python -m botify serve` stack, same workers, threads and embedded Redis;
+5. runs wrk: floor, floor + one Redis round trip and /next at 64 connections, then at 1
+   connection (bench/next.lua varies users, tracks and listen times; the same requests
+   go to botify and to the Redis floor); reports req/s, p50/p99, /next % of floor;
 6. reads the service's event logs: every request answered, which recommender
    answered, and the app's own server time per request (the `latency` field).
 """
@@ -265,13 +267,16 @@ def main(argv: list[str] | None = None) -> int:
         c, wt, dur = args.connections, args.wrk_threads, args.duration
         print(f"[5/6] wrk: warmup {args.warmup:g} s each, then {dur:g} s per run", flush=True)
         run_wrk(f"{floor.url}/floor", c, wt, args.warmup, None, env)
+        run_wrk(floor.url, c, wt, args.warmup, LUA, env)
         run_wrk(svc.url, c, wt, args.warmup, LUA, env)
         spids = [svc.proc.pid, *children_of(svc.proc.pid)]  # master, workers, embedded redis-server
         fpids = [floor.proc.pid, *children_of(floor.proc.pid)]
         results = {
             "floor_c64": run_wrk(f"{floor.url}/floor", c, wt, dur, None, env, fpids),
+            "redis_floor_c64": run_wrk(floor.url, c, wt, dur, LUA, env, fpids),
             "next_c64": run_wrk(svc.url, c, wt, dur, LUA, env, spids),
             "floor_c1": run_wrk(f"{floor.url}/floor", 1, 1, dur / 2, None, env, fpids),
+            "redis_floor_c1": run_wrk(floor.url, 1, 1, dur / 2, LUA, env, fpids),
             "next_c1": run_wrk(svc.url, 1, 1, dur / 2, LUA, env, spids),
         }
         profile: dict[str, float] = {}
@@ -309,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
             "table_version": version,
             "wrk": results,
             "ratio_pct": 100 * results["next_c64"]["rps"] / results["floor_c64"]["rps"],
+            # the ceiling for anything that makes one Redis round trip per request
+            "redis_floor_ratio_pct": 100 * results["redis_floor_c64"]["rps"] / results["floor_c64"]["rps"],
+            "next_of_redis_floor_pct": 100 * results["next_c64"]["rps"] / results["redis_floor_c64"]["rps"],
             # what the ratio would be on an idle machine where server + wrk saturate the cores
             "ratio_cpu_pct": 100 * (results["floor_c64"]["server_cpu_us_per_req"] + results["floor_c64"]["wrk_cpu_us_per_req"])
             / (results["next_c64"]["server_cpu_us_per_req"] + results["next_c64"]["wrk_cpu_us_per_req"]),
@@ -353,6 +361,7 @@ def markdown(s: dict) -> str:
     w = s["wrk"]
     a = s["args"]
     f64, n64, f1, n1 = w["floor_c64"], w["next_c64"], w["floor_c1"], w["next_c1"]
+    r64, r1 = w.get("redis_floor_c64"), w.get("redis_floor_c1")
     st = s["startup_s"]
     lines = [
         "Command: `.venv/bin/python bench/service_bench.py --write-benchmarks` (about 2 minutes; "
@@ -368,14 +377,19 @@ def markdown(s: dict) -> str:
         "| endpoint | connections | req/s | p50 | p99 | server CPU per request (of which redis-server) | wrk CPU per request |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         f"| floor (bare Flask, constant) | {a['connections']} | {f64['rps']:.0f} | {f64['p50_ms']:.2f} ms | {f64['p99_ms']:.2f} ms | {_us(f64, 'server')} | {_us(f64, 'wrk')} |",
+        *([f"| floor + one Redis round trip (bare Flask, PING) | {a['connections']} | {r64['rps']:.0f} | {r64['p50_ms']:.2f} ms | {r64['p99_ms']:.2f} ms | {_us(r64, 'server')} | {_us(r64, 'wrk')} |"] if r64 else []),
         f"| `POST /next` (i2i) | {a['connections']} | {n64['rps']:.0f} | {n64['p50_ms']:.2f} ms | {n64['p99_ms']:.2f} ms | {_us(n64, 'server')} | {_us(n64, 'wrk')} |",
         f"| floor (bare Flask, constant) | 1 | {f1['rps']:.0f} | {f1['p50_ms']:.3f} ms | {f1['p99_ms']:.3f} ms | {_us(f1, 'server')} | {_us(f1, 'wrk')} |",
+        *([f"| floor + one Redis round trip (bare Flask, PING) | 1 | {r1['rps']:.0f} | {r1['p50_ms']:.3f} ms | {r1['p99_ms']:.3f} ms | {_us(r1, 'server')} | {_us(r1, 'wrk')} |"] if r1 else []),
         f"| `POST /next` (i2i) | 1 | {n1['rps']:.0f} | {n1['p50_ms']:.3f} ms | {n1['p99_ms']:.3f} ms | {_us(n1, 'server')} | {_us(n1, 'wrk')} |",
         "",
         "| target | measured | |",
         "| --- | ---: | --- |",
         f"| `/next` >= 60% of floor at {a['connections']} connections | {s['ratio_pct']:.0f}% "
         f"(from CPU per request, server + wrk: {s.get('ratio_cpu_pct', float('nan')):.0f}%) | {_ok(s['ratio_pct'] >= TARGETS['ratio'])} |",
+        *([f"| (reference) bare Flask + one Redis PING, % of floor | {s['redis_floor_ratio_pct']:.0f}% "
+           f"(`/next` reaches {s['next_of_redis_floor_pct']:.0f}% of it) | the ceiling for one round trip |"]
+          if "redis_floor_ratio_pct" in s else []),
         f"| p99 <= 20 ms at {a['connections']} connections | {n64['p99_ms']:.2f} ms | {_ok(n64['p99_ms'] <= TARGETS['p99_ms'])} |",
         f"| p50 <= 0.5 ms at 1 connection | {n1['p50_ms']:.3f} ms | {_ok(n1['p50_ms'] <= TARGETS['p50_c1_ms'])} |",
         f"| startup with {a['tracks']} tracks <= 2 s (process start to /health 200, cold Redis) | "

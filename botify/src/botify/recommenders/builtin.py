@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from botify.recommenders.base import Fallback, Recommender, register
 
 
@@ -107,7 +109,8 @@ class Contextual(Recommender):
         if row is None or not len(row):
             raise Fallback("cold_track")
         played = self.played(user)
-        left = [int(t) for t in row if t != prev_track and int(t) not in played]
+        candidates = row.tolist() if isinstance(row, np.ndarray) else [int(t) for t in row]
+        left = [t for t in candidates if t != prev_track and t not in played]
         if not left:
             raise Fallback("exhausted")
         return left[self.rng.randrange(len(left))]
