@@ -163,3 +163,49 @@ def test_rng_is_stable_and_spread() -> None:
     # pinned: the documented determinism must not change silently
     assert RequestRng(0, 0, 0, 0).randrange(1_000_000) == 195653
     assert sorted(RequestRng(1, 2, 3, 4).weighted_order([0.0, 0.0, 0.0])) == [0, 1, 2]
+
+
+def _weighted_sample_reference(rng: RequestRng, weights: Sequence[float], k: int) -> list[int]:
+    """The plain definition: successive draws, each scanning the positive weights."""
+    w = [x if x > 0.0 else 0.0 for x in weights]
+    n, k, total, out = len(w), min(k, len(w)), sum(w), []
+    while len(out) < k:
+        if total <= 1e-12:
+            rest = [i for i in range(n) if i not in out]
+            out.append(rest[rng.randrange(len(rest))])
+            continue
+        target, acc, pick = rng.random() * total, 0.0, -1
+        for i, x in enumerate(w):
+            if x > 0.0:
+                acc += x
+                pick = i
+                if acc > target:
+                    break
+        out.append(pick)
+        total -= w[pick]
+        w[pick] = 0.0
+    return out
+
+
+def test_weighted_sample_matches_its_plain_definition() -> None:
+    """The bisect version draws exactly what the scan draws (zeros, duplicates, tiny weights)."""
+    import random
+
+    gen = random.Random(7)
+    for trial in range(5000):
+        weights = [gen.choice([0.0, 1.0, 1e-300, -0.5, gen.random()]) for _ in range(gen.randrange(0, 40))]
+        k = gen.randrange(1, 6)
+        got = RequestRng(3, trial, 1, 2).weighted_sample(weights, k)
+        assert got == _weighted_sample_reference(RequestRng(3, trial, 1, 2), weights, k), weights
+        assert len(set(got)) == len(got) == min(k, len(weights))
+
+
+def test_parse_listens_agrees_with_the_per_entry_parse_and_rejects_garbage() -> None:
+    from botify.recommenders.base import parse_listens
+
+    raw = [b"12:0.5", b"7:1.0", b"12:0.0", b"40000:0.123456789012345"]
+    assert parse_listens(raw) == [(12, 0.5), (7, 1.0), (12, 0.0), (40000, 0.123456789012345)]
+    assert parse_listens([]) == []
+    for bad in ([b"12"], [b"12:0.5:1", b"3"], [b"x:0.5"], [b"12:nope"]):
+        with pytest.raises(ValueError):
+            parse_listens(bad)

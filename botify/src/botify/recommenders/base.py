@@ -19,8 +19,10 @@ the next recommender of its fallback chain and logs the reason.
 from __future__ import annotations
 
 import threading
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any, ClassVar
 
 import mmh3
@@ -87,14 +89,10 @@ class RequestRng:
                 out.append(rest[self.randrange(len(rest))])
                 continue
             target = self.random() * total
-            acc = 0.0
-            pick = -1
-            for i, x in enumerate(w):
-                if x > 0.0:
-                    acc += x
-                    pick = i
-                    if acc > target:
-                        break
+            # the first index whose running sum passes the target (never a zero weight)
+            pick = bisect_right(list(accumulate(w)), target)
+            if pick >= n or w[pick] <= 0.0:  # rounding: the running sum never passed it
+                pick = max(i for i in range(n) if w[i] > 0.0)
             out.append(pick)
             total -= w[pick]
             w[pick] = 0.0
@@ -130,8 +128,13 @@ class RequestState:
     def recent_listens(self) -> list[tuple[int, float]]:
         """[(track, time)] newest first; parsed lazily (most recommenders never ask)."""
         if self.recent is None:
-            self.recent = [(int(t), float(f)) for t, _, f in (x.partition(b":") for x in self.recent_raw or ())]
+            self.recent = parse_listens(self.recent_raw or [])
         return self.recent
+
+
+def parse_listens(raw: list[bytes]) -> list[tuple[int, float]]:
+    """Redis's "<track>:<time>" entries as (track, time); a malformed entry raises ValueError."""
+    return [(int(t), float(f)) for t, _, f in (x.partition(b":") for x in raw)]
 
 
 class TableReader:

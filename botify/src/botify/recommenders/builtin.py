@@ -138,12 +138,13 @@ class I2I(Recommender):
 
     def choose_anchors(self, recent: Sequence[tuple[int, float]]) -> list[int]:
         weight: dict[int, float] = {}
+        get = weight.get
         for track, t in recent:
-            weight[track] = weight.get(track, 0.0) + max(0.0, t)
+            weight[track] = get(track, 0.0) + (t if t > 0.0 else 0.0)
         tracks = list(weight)
         if not tracks:
             return []
-        chosen = self.rng.weighted_sample([weight[t] for t in tracks], self.anchors)
+        chosen = self.rng.weighted_sample(list(weight.values()), self.anchors)
         return [tracks[i] for i in chosen]
 
     def recommend_next(self, user: int, prev_track: int, prev_track_time: float) -> int:
