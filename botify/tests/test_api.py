@@ -44,7 +44,7 @@ def test_next_and_last_compat_shape_and_session(client, settings) -> None:  # ty
     rd = redis.Redis.from_url(settings.redis_url)
     assert not rd.exists("t:user:17:session")  # /last ends the session
     recent = rd.lrange("t:user:17:recent", 0, -1)
-    assert recent[0] == f"{prev}:0.1".encode() and len(recent) == 21
+    assert recent[0] == f"[{prev},0.1]".encode() and len(recent) == 21  # readable JSON entries
     flush_all()
     events = read_lines(settings.log_dir)
     assert [e["message"] for e in events] == ["next"] * 20 + ["last"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import orjson
 import redis
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
@@ -37,6 +38,6 @@ def test_no_input_gives_a_5xx(client, settings, body: bytes, user: str, endpoint
     rd = redis.Redis.from_url(settings.redis_url)
     for key in rd.keys("t:user:*:recent"):
         for item in rd.lrange(key, 0, -1):
-            t, f = item.split(b":")
-            assert 0 <= int(t) < 60 and 0.0 <= float(f) <= 1.0
+            t, f = orjson.loads(item)
+            assert type(t) is int and type(f) is float and 0 <= t < 60 and 0.0 <= f <= 1.0
 

@@ -200,12 +200,17 @@ def test_weighted_sample_matches_its_plain_definition() -> None:
         assert len(set(got)) == len(got) == min(k, len(weights))
 
 
-def test_parse_listens_agrees_with_the_per_entry_parse_and_rejects_garbage() -> None:
-    from botify.recommenders.base import parse_listens
+def test_listens_round_trip_exactly_and_garbage_is_rejected() -> None:
+    from botify.store import decode_listens, encode_listen
 
-    raw = [b"12:0.5", b"7:1.0", b"12:0.0", b"40000:0.123456789012345"]
-    assert parse_listens(raw) == [(12, 0.5), (7, 1.0), (12, 0.0), (40000, 0.123456789012345)]
-    assert parse_listens([]) == []
-    for bad in ([b"12"], [b"12:0.5:1", b"3"], [b"x:0.5"], [b"12:nope"]):
+    pairs = [(12, 0.5), (7, 1.0), (12, 0.0), (40000, 0.1234567890123456), (3, 5e-324)]
+    raw = [encode_listen(t, f) for t, f in pairs]
+    assert raw[0] == b"[12,0.5]"  # readable in redis-cli
+    assert decode_listens(raw) == pairs
+    assert decode_listens([]) == []
+    legacy = [b"12:0.5", b"7:1.0"]  # the earlier layout, still in a Redis that outlived an upgrade
+    assert decode_listens(legacy) == [(12, 0.5), (7, 1.0)]
+    assert decode_listens([raw[0], legacy[1]]) == [(12, 0.5), (7, 1.0)]
+    for bad in ([b"12"], [b"[1,2,3]"], [b"[1"], [b"x:0.5"], [b"12:nope"], [b"1,2"], [b'["a",0.5]', b"x"]):
         with pytest.raises(ValueError):
-            parse_listens(bad)
+            decode_listens(bad)

@@ -330,7 +330,7 @@ class Service:
             "state",
             self.fast.pipeline,
             [
-                ("LPUSH", rk, f"{track}:{time_!r}"),
+                ("LPUSH", rk, store.encode_listen(track, time_)),
                 ("LTRIM", rk, 0, s.recent_listens - 1),
                 ("EXPIRE", rk, s.recent_ttl),
                 ("SADD", sk, track),
@@ -437,7 +437,7 @@ class Service:
         if self.redis_available():
             rk = self.keys.recent(user)
             commands = [
-                ("LPUSH", rk, f"{track}:{time_!r}"),
+                ("LPUSH", rk, store.encode_listen(track, time_)),
                 ("LTRIM", rk, 0, self.settings.recent_listens - 1),
                 ("EXPIRE", rk, self.settings.recent_ttl),
                 ("DEL", self.keys.session(user)),

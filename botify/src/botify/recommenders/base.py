@@ -29,6 +29,7 @@ import mmh3
 import numpy as np
 
 from botify.catalog import Catalog
+from botify.store import decode_listens
 
 _MASK64 = (1 << 64) - 1
 
@@ -128,13 +129,8 @@ class RequestState:
     def recent_listens(self) -> list[tuple[int, float]]:
         """[(track, time)] newest first; parsed lazily (most recommenders never ask)."""
         if self.recent is None:
-            self.recent = parse_listens(self.recent_raw or [])
+            self.recent = decode_listens(self.recent_raw or [])
         return self.recent
-
-
-def parse_listens(raw: list[bytes]) -> list[tuple[int, float]]:
-    """Redis's "<track>:<time>" entries as (track, time); a malformed entry raises ValueError."""
-    return [(int(t), float(f)) for t, _, f in (x.partition(b":") for x in raw)]
 
 
 class TableReader:
