@@ -211,6 +211,6 @@ def test_listens_round_trip_exactly_and_garbage_is_rejected() -> None:
     legacy = [b"12:0.5", b"7:1.0"]  # the earlier layout, still in a Redis that outlived an upgrade
     assert decode_listens(legacy) == [(12, 0.5), (7, 1.0)]
     assert decode_listens([raw[0], legacy[1]]) == [(12, 0.5), (7, 1.0)]
-    for bad in ([b"12"], [b"[1,2,3]"], [b"[1"], [b"x:0.5"], [b"12:nope"], [b"1,2"], [b'["a",0.5]', b"x"]):
+    for bad in ([b"12"], [b"[1,2,3]"], [b"[1"], [b"x:0.5"], [b"12:nope"], [b"1,2"], [b'["a",0.5]', b"x"], [b"[1,null]", b"7:1.0"]):
         with pytest.raises(ValueError):
             decode_listens(bad)

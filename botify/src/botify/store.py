@@ -111,10 +111,13 @@ def encode_listen(track: int, time: float) -> bytes:
 
 
 def decode_listens(raw: list[bytes]) -> list[tuple[int, float]]:
-    """A recent-listens list as [(track, time)]; a malformed entry raises ValueError.
+    """A recent-listens list as [(track, time)].
 
-    Entries of the earlier `track:time` layout (a Redis that outlived an upgrade) are
-    read too, one by one.
+    One `orjson.loads` for the whole list when every entry is a JSON pair, as
+    encode_listen writes them (only botify writes these keys): the shape is checked
+    there, the number types are not. Otherwise entry by entry, strictly: entries of
+    the earlier `track:time` layout (a Redis that outlived an upgrade) are read, and
+    anything else raises ValueError.
     """
     if not raw:
         return []
@@ -134,7 +137,10 @@ def _decode_listen(entry: bytes) -> tuple[int, float]:
         t, _, f = entry.partition(b":")
     if type(t) is not int and not isinstance(t, bytes):
         raise ValueError(f"malformed listen {entry[:40]!r}")
-    return int(t), float(f)
+    try:
+        return int(t), float(f)
+    except TypeError as exc:  # e.g. [1, null]
+        raise ValueError(f"malformed listen {entry[:40]!r}") from exc
 
 
 def connect(url: str, timeout: float = 0.25) -> redis_lib.Redis:
