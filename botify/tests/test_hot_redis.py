@@ -127,3 +127,13 @@ def test_one_connection_per_thread_and_per_forked_process(redis_url: str) -> Non
     child_id = int(os.read(r, 64))
     os.close(r)
     assert child_id not in ids  # the child never writes on its parent's socket
+
+
+def test_redis_py_fallback_pipeline_reads_every_reply_after_an_error(redis_url: str) -> None:
+    conn = _PyConnection(connect(redis_url).connection_pool)
+    try:
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            conn.call_many([("SET", "k", 1), ("LPUSH", "k", "x"), ("SET", "after", 2)])
+        assert conn.call_many([("GET", "after"), ("PING",)]) == [b"2", b"PONG"]  # still in step
+    finally:
+        conn.disconnect()
