@@ -157,3 +157,34 @@ def test_bad_drain_seconds_is_a_startup_error(raw: str) -> None:
 
     with pytest.raises(StartupError, match="BOTIFY_DRAIN_SECONDS"):
         drain_seconds_from_env({"BOTIFY_DRAIN_SECONDS": raw})
+
+
+def test_a_stop_granian_never_acts_on_still_ends_the_worker_with_its_log_flushed(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """granian sometimes ignores (or blocks on) its stop event: the deadline ends the worker anyway."""
+    from botify import eventlog, serve
+
+    order: list[str] = []
+    exited = threading.Event()
+
+    class StuckEvent:  # what granian's WorkerSignal.set() sometimes amounts to
+        def set(self) -> None:
+            order.append("set")
+            threading.Event().wait()  # never returns
+
+    monkeypatch.setattr(eventlog, "close_all", lambda timeout=10.0: order.append("flush"))
+
+    def fake_exit(code: int) -> None:
+        order.append(f"exit {code}")
+        exited.set()
+
+    t0 = time.monotonic()
+    threading.Thread(target=serve._set_with_deadline, args=(StuckEvent(), 0.3, fake_exit), daemon=True).start()
+    assert exited.wait(5)
+    assert 0.25 < time.monotonic() - t0 < 3
+    assert order == ["set", "flush", "exit 0"]  # the stop was asked at once; the log flushed before the exit
+
+
+def test_stop_deadlines_fit_inside_the_masters_kill_timeout() -> None:
+    from botify import serve
+
+    assert serve.MAX_DRAIN_SECONDS + serve.STOP_GRACE < serve.WORKER_KILL_TIMEOUT

@@ -394,7 +394,7 @@ def _install_drain(app: Any, seconds: float, port: int = 0) -> None:
                 # loop instead made the worker hang until SIGKILL), then the kernel
                 # refuses new connections and resets the few left in the backlog now
                 # rather than at process exit.
-                stop_event.set()
+                _set_with_deadline(stop_event, STOP_GRACE)
                 if port and drain:
                     time.sleep(0.001)
                     _stop_listening(port)
@@ -412,6 +412,35 @@ def _install_drain(app: Any, seconds: float, port: int = 0) -> None:
 
 #: a worker's stop never comes sooner than this after its SIGTERM (see _install_drain)
 STOP_DELAY = 0.1
+
+#: seconds granian gets, once told to stop, before the worker flushes its logs and exits by
+#: itself; MAX_DRAIN_SECONDS + STOP_GRACE stays below WORKER_KILL_TIMEOUT
+STOP_GRACE = 2.0
+
+
+def _set_with_deadline(stop_event: Any, grace: float, force_exit: Callable[[int], Any] = os._exit) -> None:
+    """Tell granian to stop this worker; if it has not exited `grace` s later, exit anyway.
+
+    Why: granian's stop event, set from our timer thread, is sometimes never acted on:
+    the call blocks, or returns while the worker's accept loop never logs "Stopping"
+    (about 1 server stop in 6 here, granian 2.8.9, also with the code before 2026-11-30
+    and with the event set from the main thread; docs/serving.md, "Stopping"). The master would then SIGKILL the worker after
+    WORKER_KILL_TIMEOUT, losing the event-log lines still queued. The deadline thread is
+    started before the event is set, so a blocked set() cannot hold it back; it flushes
+    the event logs (the drain is over: nothing is in flight) and ends the process.
+    """
+
+    def deadline() -> None:
+        log.warning("worker still running %.1f s after its stop: flushing the event log and exiting", grace)
+        eventlog = sys.modules.get("botify.eventlog")
+        if eventlog is not None:
+            eventlog.close_all(5.0)
+        force_exit(0)
+
+    watchdog = threading.Timer(grace, deadline)
+    watchdog.daemon = True
+    watchdog.start()
+    stop_event.set()
 
 #: the granian server of this process tree (read by forked workers, see above)
 _GRANIAN_SERVER: Any = None
