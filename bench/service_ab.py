@@ -27,8 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
-from helpers_service import children_of, service_command, service_env, start_service  # noqa: E402
-from service_bench import LUA, run_wrk, wait_table_live, write_inputs  # noqa: E402
+from helpers_service import children_of, start_service  # noqa: E402
+from service_bench import LUA, load_table, run_wrk, wait_table_live, write_inputs  # noqa: E402
 
 
 def _start(name: str, d: Path, inputs: tuple[Path, Path, Path], threads: int, pythonpath: str | None):
@@ -37,12 +37,12 @@ def _start(name: str, d: Path, inputs: tuple[Path, Path, Path], threads: int, py
     run = d / f"run-{name}"
     svc = start_service(catalog=catalog, log_dir=d / f"logs-{name}", experiments=experiments, workers=2,
                         run_dir=run, extra_args=["--threads", str(threads)], extra_env=extra)
-    load = subprocess.run(service_command("load", "table", "i2i", str(table)), cwd=REPO,
-                          env=service_env({"BOTIFY_RUN_DIR": str(run), **extra}), capture_output=True, text=True)
-    if load.returncode != 0:
+    try:
+        load_table(run, table, extra)
+        wait_table_live(svc, "i2i")
+    except BaseException:
         svc.stop()
-        raise RuntimeError(f"{name}: load table failed: {load.stderr}")
-    wait_table_live(svc, "i2i")
+        raise
     return svc
 
 

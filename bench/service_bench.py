@@ -162,6 +162,17 @@ def cold_startups(d: Path, catalog: Path, experiments: Path, workers: int, runs:
     return times, cpu
 
 
+def load_table(run_dir: Path, table: Path, extra_env: dict[str, str] | None = None, name: str = "i2i") -> float:
+    """`python -m botify load table` into the service of `run_dir`; seconds it took."""
+    t0 = time.monotonic()
+    load = subprocess.run(service_command("load", "table", name, str(table)), cwd=REPO,
+                          env=service_env({"BOTIFY_RUN_DIR": str(run_dir), **(extra_env or {})}),
+                          capture_output=True, text=True, timeout=120)
+    if load.returncode != 0:
+        raise RuntimeError(f"load table {name} failed: {load.stderr}")
+    return time.monotonic() - t0
+
+
 def wait_table_live(svc: ServiceProcess, name: str, timeout: float = 20) -> str:
     """Until /health names the table's live version (workers re-read versions on requests)."""
     deadline = time.monotonic() + timeout
@@ -245,13 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                             workers=args.workers, run_dir=d / "run",
                             extra_args=["--threads", str(args.threads)])
         services.append(svc)
-        t0 = time.monotonic()
-        load = subprocess.run(service_command("load", "table", "i2i", str(table)), cwd=REPO,
-                              env=service_env({"BOTIFY_RUN_DIR": str(d / "run")}),
-                              capture_output=True, text=True, timeout=120)
-        if load.returncode != 0:
-            raise RuntimeError(f"load table failed: {load.stderr}")
-        table_load_s = time.monotonic() - t0
+        table_load_s = load_table(d / "run", table)
         version = wait_table_live(svc, "i2i")
         time.sleep(1.5)  # past the reload interval: every worker sees the table on its next request
 

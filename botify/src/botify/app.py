@@ -308,6 +308,15 @@ class Service:
 
     # ------------------------------------------------------------ requests
 
+    def _record_listen(self, rk: str, track: int, time_: float) -> list[tuple[Any, ...]]:
+        """The commands that add a listen to a user's bounded, expiring recent list (/next and /last)."""
+        s = self.settings
+        return [
+            ("LPUSH", rk, store.encode_listen(track, time_)),
+            ("LTRIM", rk, 0, s.recent_listens - 1),
+            ("EXPIRE", rk, s.recent_ttl),
+        ]
+
     def _fetch_state(
         self, user: int, track: int, time_: float, exps: ExperimentSet
     ) -> tuple[set[int], list[bytes]]:
@@ -330,9 +339,7 @@ class Service:
             "state",
             self.fast.pipeline,
             [
-                ("LPUSH", rk, store.encode_listen(track, time_)),
-                ("LTRIM", rk, 0, s.recent_listens - 1),
-                ("EXPIRE", rk, s.recent_ttl),
+                *self._record_listen(rk, track, time_),
                 ("SADD", sk, track),
                 ("EXPIRE", sk, s.session_ttl),
                 ("LRANGE", rk, 0, -1),
@@ -436,12 +443,7 @@ class Service:
         fallback: str | None = None
         if self.redis_available():
             rk = self.keys.recent(user)
-            commands = [
-                ("LPUSH", rk, store.encode_listen(track, time_)),
-                ("LTRIM", rk, 0, self.settings.recent_listens - 1),
-                ("EXPIRE", rk, self.settings.recent_ttl),
-                ("DEL", self.keys.session(user)),
-            ]
+            commands = [*self._record_listen(rk, track, time_), ("DEL", self.keys.session(user))]
             try:
                 self.redis_call("state", self.fast.pipeline, commands)
                 self._mark_up()
