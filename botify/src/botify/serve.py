@@ -450,6 +450,46 @@ _GRANIAN_SERVER: Any = None
 WORKER_KILL_TIMEOUT = 15
 
 
+#: while granian stops its workers, the master repeats SIGTERM to those still alive this often
+STOP_RESEND_INTERVAL = 0.5
+
+
+def _repeat_stop_signal(server: Any) -> None:
+    """Make granian's master repeat SIGTERM to workers that are still alive while it stops them.
+
+    Why: granian sends each worker one SIGTERM. A worker still starting can lose it
+    (between its app loader and the moment its stop handler is in place: seen as 1 CI
+    failure of test_sigterm_while_workers_still_start_stops_promptly on 2026-11-30, the
+    worker served on and was SIGKILLed 15 s later). A repeat reaches the handler once it
+    is in place; a worker already stopping ignores it (see _install_drain), one still
+    starting dies of it, having served nothing. Needs granian's `_stop_workers`; without
+    it (another granian layout) the single signal stays.
+    """
+    original = getattr(server, "_stop_workers", None)
+    if original is None:
+        return
+
+    def stop_workers() -> None:
+        done = threading.Event()
+
+        def resend() -> None:
+            while not done.wait(STOP_RESEND_INTERVAL):
+                for worker in list(getattr(server, "wrks", [])):
+                    try:
+                        if worker.is_alive():
+                            os.kill(worker.inner.pid, signal.SIGTERM)
+                    except (OSError, AttributeError, ValueError):
+                        pass  # exited meanwhile, or not a process worker
+
+        threading.Thread(target=resend, name="botify-stop-resend", daemon=True).start()
+        try:
+            original()
+        finally:
+            done.set()
+
+    server._stop_workers = stop_workers
+
+
 def _raise_exit(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)
 
@@ -533,6 +573,7 @@ def _serve_granian(settings: Settings, options: ServerOptions, catalog: Catalog 
     )
     global _GRANIAN_SERVER
     _GRANIAN_SERVER = server
+    _repeat_stop_signal(server)
     # Pre-fork: the master's heap (imports, parsed catalog) is shared copy-on-write with
     # the workers; frozen objects are never traversed by the GC, so those pages stay shared.
     gc.collect()
