@@ -6,7 +6,7 @@ service, so that "/next as % of floor" measures what botify's own code costs.
 
 - `GET /floor`: returns a constant (the floor the issue defines).
 - `POST /next/<user>`: reads the body (the same requests bench/next.lua sends to botify),
-  sends one PING to Redis on the fastest connection botify has (botify.hot_redis) and
+  sends one PING to Redis on the fastest connection botify has (botify.service.hot_redis) and
   returns a constant. Any service that keeps per-user state in Redis pays at least this
   round trip per request: it is the ceiling for such a service on this machine.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from botify.hot_redis import FastCommands
+from botify.service.hot_redis import FastCommands
 from botify.store import connect
 from flask import Flask, request
 

@@ -3,7 +3,7 @@
     .venv/bin/python bench/offline_bench.py [--events 1000000] [--course-events N]
 
 Steps:
-1. synthesise ~N events with botify.offline.synth and write them as the service
+1. synthesise ~N events with botify.analysis.synth and write them as the service
    does (2 worker dirs, rotated files) into a temp dir (not timed);
 2. in a fresh child process (so peak RSS is the pipeline's own): time
    read_events, sessionize and analyze (analyze sessionizes again internally:
@@ -48,7 +48,7 @@ def _rss_mb() -> float:
 
 
 def synthesise(n_events: int, logdir: Path, seed: int) -> int:
-    from botify.offline.synth import write_benchmark_logs
+    from botify.analysis.synth import write_benchmark_logs
 
     return write_benchmark_logs(n_events, logdir, seed)
 
@@ -61,9 +61,9 @@ def _cpu_s() -> float:
 def run_pipeline(logdir: Path) -> dict[str, float]:
     """The embedded engine, timed step by step (runs in a child process)."""
     t0 = time.perf_counter()
-    from botify.offline.ab import analyze
-    from botify.offline.logs import read_events
-    from botify.offline.sessions import sessionize
+    from botify.analysis.ab import analyze
+    from botify.analysis.logs import read_events
+    from botify.analysis.sessions import sessionize
 
     t_import = time.perf_counter() - t0
     cpu0 = _cpu_s()
@@ -254,12 +254,12 @@ def write_benchmarks(table: str, res: dict, load_before: float, load_after: floa
 
 
 INTRO = (
-    "1M events synthesised in the COMPAT format (`botify.offline.synth`: 2 days, 2 arms, "
+    "1M events synthesised in the COMPAT format (`botify.analysis.synth`: 2 days, 2 arms, "
     "MurmurHash3 assignment, 2 worker directories, files rotated every 250k lines), then "
     "logs -> sessions -> A/B table with the embedded engine (pyarrow JSON reader, numpy, "
     "pandas) in a fresh process. The reference is the course's notebook approach on the "
     "same files: `pd.read_json` per file, then a per-user `iterrows` loop to sessionize. "
-    "Method: `bench/offline_bench.py` docstring; the A/B method: docs/ab-testing.md."
+    "Method: `bench/offline_bench.py` docstring; the A/B method: docs/analysis.md."
     " The 5 s target is judged on an otherwise idle machine: when the block below says the"
     " load average was high, the wall times overstate the cost (the pyarrow reader's threads"
     " wait for a core), while the CPU-time line does not depend on the load."

@@ -1,8 +1,8 @@
-"""Which WSGI server runs botify: the measurement behind docs/serving.md.
+"""Which WSGI server runs botify: the measurement behind docs/service.md.
 
     .venv/bin/python bench/server_choice.py [--duration 5]
 
-Same app (botify.app:create_app with an i2i table, and the bare-Flask floor of
+Same app (botify.service.app:create_app with an i2i table, and the bare-Flask floor of
 bench/floor_app.py), same Redis (one embedded redis-server on a unix socket), 2
 worker processes, wrk on loopback at 64 connections (and 1 for /next). Servers:
 gunicorn sync, gunicorn gthread (4 threads), gunicorn gevent (if gevent is installed),
@@ -28,7 +28,7 @@ import redis
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests"))
-from botify.embedded_redis import EmbeddedRedis  # noqa: E402
+from botify.service.embedded_redis import EmbeddedRedis  # noqa: E402
 from helpers_service import children_of, free_port, http_get, service_env  # noqa: E402
 from service_bench import LUA, run_wrk, write_inputs  # noqa: E402
 
@@ -53,7 +53,7 @@ def servers(workers: int) -> dict[str, list[str] | None]:
 def start(cmd: list[str], app: str, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """app: 'botify' or 'floor'."""
     if "gunicorn" in cmd:
-        target = "botify.app:create_app()" if app == "botify" else "bench.floor_app:create_app()"
+        target = "botify.service.app:create_app()" if app == "botify" else "bench.floor_app:create_app()"
         full = cmd + ["-b", f"127.0.0.1:{port}", target]
     else:
         full = cmd + ["--port", str(port)]

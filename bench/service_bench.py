@@ -370,7 +370,7 @@ def markdown(s: dict) -> str:
     st = s["startup_s"]
     lines = [
         "Command: `.venv/bin/python bench/service_bench.py --write-benchmarks` (about 2 minutes; "
-        "raw figures in `bench/results/service.json`). Method: docs/serving.md and the script's docstring.",
+        "raw figures in `bench/results/service.json`). Method: docs/service.md and the script's docstring.",
         "",
         f"Measured {s['when']} on {s['machine']}; loopback, wrk {a['wrk_threads']} threads, "
         f"{a['workers']} workers x {a['threads']} thread(s), granian WSGI, embedded Redis (unix socket); "

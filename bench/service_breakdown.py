@@ -29,9 +29,9 @@ from flask import Flask
 from flask_restful import Api, Resource
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from botify.app import create_app
-from botify.config import Settings
-from botify.embedded_redis import EmbeddedRedis
+from botify.service.app import create_app
+from botify.service.embedded_redis import EmbeddedRedis
+from botify.store.settings import Settings
 from service_bench import write_inputs
 
 from botify import store

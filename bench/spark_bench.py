@@ -4,7 +4,7 @@
         [--embedded] [--write-benchmarks]
 
 Steps:
-1. synthesise ~N events with botify.offline.synth (the same spec as
+1. synthesise ~N events with botify.analysis.synth (the same spec as
    bench/offline_bench.py) and write them as the service does (2 worker dirs,
    rotated files) into a temp dir (not timed);
 2. start a SparkSession (timed separately: JVM start is a fixed cost);
@@ -48,18 +48,18 @@ def _hwm_mb(pid: int | str = "self") -> float | None:
 
 
 def synthesise(n_events: int, logdir: Path, seed: int) -> int:
-    from botify.offline.synth import write_benchmark_logs
+    from botify.analysis.synth import write_benchmark_logs
 
     return write_benchmark_logs(n_events, logdir, seed)
 
 
 def run_spark(logdir: Path, master: str) -> dict[str, float | int | None]:
-    from botify.offline.models import i2i, top_pop
-    from botify.offline.spark import ab as sab
-    from botify.offline.spark import logs as slogs
-    from botify.offline.spark import sessions as ssess
-    from botify.offline.spark import train as strain
-    from botify.offline.spark.session import get_spark
+    from botify.spark import ab as sab
+    from botify.spark import logs as slogs
+    from botify.spark import sessions as ssess
+    from botify.spark import train as strain
+    from botify.spark.session import get_spark
+    from botify.training.models import i2i, top_pop
 
     out: dict[str, float | int | None] = {}
     t = time.perf_counter()
@@ -93,11 +93,11 @@ def run_spark(logdir: Path, master: str) -> dict[str, float | int | None]:
 
 
 def run_embedded(logdir: Path) -> dict[str, float]:
-    from botify.offline.ab import analyze
-    from botify.offline.logs import read_events
-    from botify.offline.models import i2i
-    from botify.offline.models.base import TrainData
-    from botify.offline.sessions import sessionize
+    from botify.analysis.ab import analyze
+    from botify.analysis.logs import read_events
+    from botify.analysis.sessions import sessionize
+    from botify.training.models import i2i
+    from botify.training.models.base import TrainData
 
     out: dict[str, float] = {}
     t = time.perf_counter()

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/train_bench.py [--events 1000000] [--models i2i,top_pop,...]
 
-Logs come from botify.offline.synth (uniform random tracks: the worst case for i2i,
+Logs come from botify.analysis.synth (uniform random tracks: the worst case for i2i,
 almost every co-occurring pair is distinct), written as the service writes them,
 then read back. Reported per stage: reading + sessionizing, each model's fit (wall and CPU
 time of this process: on a shared machine CPU time is the steadier figure),
@@ -25,12 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from botify.offline.artifacts import write_artifact
-from botify.offline.logs import read_events
-from botify.offline.models import get_model
-from botify.offline.models.base import TrainData
-from botify.offline.sessions import sessionize
-from botify.offline.synth import SynthSpec, generate, n_users_for, write_logs
+from botify.analysis.logs import read_events
+from botify.analysis.sessions import sessionize
+from botify.analysis.synth import SynthSpec, generate, n_users_for, write_logs
+from botify.store.artifacts import write_artifact
+from botify.training.models import get_model
+from botify.training.models.base import TrainData
 
 
 def main() -> int:

@@ -10,7 +10,7 @@
   simulator's batched engine;
 - `ab-effects.png` + `ab-table.md` (+ `ab-extra.md`): a simulated A/B test (random vs
   sticky_artist, users split by the service's MurmurHash3 assignment, a pre-period for
-  CUPED), written as COMPAT event logs and analysed by `botify.offline.ab.analyze_logs`.
+  CUPED), written as COMPAT event logs and analysed by `botify.analysis.ab.analyze_logs`.
 
 Why simulate in-process instead of through the service: a figure build should take
 seconds and need no ports; the batched engine plays the same user model as the HTTP
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from botify.offline.ab import AbResult
+    from botify.analysis.ab import AbResult
     from matplotlib.figure import Figure
     from sim.batch import BatchEngine, EventLog, SessionResults
     from sim.calibrate import CalibrationResult
@@ -143,9 +143,9 @@ def reference_policies(world: World, seed: int, sessions: int, day_sessions: int
                        ) -> tuple[dict[str, SessionResults], list[CalibrationResult]]:
     """Session results per reference policy, built as sim.calibrate.run_seed builds them."""
     from sim.batch import BatchEngine
-    from sim.calibrate import CalibrationResult, learn_i2i
+    from sim.calibrate import CalibrationResult
     from sim.model import UserModel
-    from sim.policies import I2IPolicy, OraclePolicy, RandomPolicy, StickyArtistPolicy
+    from sim.policies import I2IPolicy, OraclePolicy, RandomPolicy, StickyArtistPolicy, learn_i2i
 
     model = UserModel(world)
     model.begin_day(0, np.random.default_rng([seed, 0]))
@@ -224,7 +224,7 @@ def simulate_ab(world: World, seed: int, rounds: int, logs: Path) -> tuple[Path,
     Every user plays one session per round (a permutation of all users), so a user never
     has two sessions at once and the logs sessionize exactly as the service's would.
     """
-    from botify.offline.synth import assign_arm
+    from botify.analysis.synth import assign_arm
     from sim.batch import BatchEngine
     from sim.model import UserModel
     from sim.policies import RandomPolicy, StickyArtistPolicy
@@ -322,8 +322,8 @@ def ab_tables(res: AbResult) -> tuple[str, str]:
 def build(out: Path, *, seed: int, tracks: int, users: int, sessions: int,
           rounds: int) -> list[Path]:
     """Every figure and table into `out`; returns the files written."""
-    from botify.offline.ab import analyze_logs
-    from botify.offline.report import plot_effects
+    from botify.analysis.ab import analyze_logs
+    from botify.analysis.report import plot_effects
     from sim.world import GeneratorParams
     from sim.world import build as build_world
     from tqdm import tqdm

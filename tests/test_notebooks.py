@@ -135,7 +135,7 @@ def test_ab_analysis_notebook(kernel_dir: Path, tmp_path: Path) -> None:
     nb = execute(NOTEBOOKS / "ab_analysis.ipynb", kernel_dir)
     text = outputs_text(nb)
     assert "analysing: DAY1" in text
-    assert re.search(r"by hand and botify\.offline\.ab agree on all \d+ rows", text)
+    assert re.search(r"by hand and botify\.analysis\.ab agree on all \d+ rows", text)
     assert n_images(nb) >= 3
 
     # jupyter/clear_outputs.py turns the executed notebook back into the stored one

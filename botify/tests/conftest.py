@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from botify.config import Settings
+from botify.store.settings import Settings
 from botify_svc_helpers import write_tracks, write_yaml
 
 
@@ -43,7 +43,7 @@ def settings(tmp_path: Path, redis_url: str, tracks_file: Path, experiments_file
 @pytest.fixture
 def make_app(settings: Settings) -> Iterator[Callable[..., object]]:
     """Build apps (closing their event logs afterwards) with optional setting overrides."""
-    from botify.app import create_app
+    from botify.service.app import create_app
 
     apps = []
 

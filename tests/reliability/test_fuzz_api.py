@@ -7,7 +7,7 @@ document describes (status, content type, body schema), and data that violates
 the schema must be refused. Example counts are bounded so the whole module
 takes well under a minute.
 
-The hypothesis tests then pin the validation rules directly (botify.validation
+The hypothesis tests then pin the validation rules directly (botify.service.validation
 and the Flask test client): any body is either a valid listen or a 4xx JSON error,
 never a 500, and a refused request never changes the user's state in Redis.
 """
@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 import redis
 import schemathesis
-from botify.errors import ApiError
-from botify.openapi import openapi_document
-from botify.validation import MAX_BODY_BYTES, MAX_USER_ID, parse_listen, parse_user
+from botify.service.errors import ApiError
+from botify.service.openapi import openapi_document
+from botify.service.validation import MAX_BODY_BYTES, MAX_USER_ID, parse_listen, parse_user
 from helpers_service import (
     ServiceProcess,
     http_get,
@@ -76,7 +76,7 @@ def live_service(
         assert "unhandled error" not in svc.output()
 
 
-# The document is a pure function of the code (botify.openapi), so the operations are
+# The document is a pure function of the code (botify.service.openapi), so the operations are
 # collected from it at import time, one test per operation; the first test checks
 # that the live server's GET /openapi.json is byte-for-byte this document. (Loading it
 # lazily from a fixture, schemathesis.pytest.from_fixture, fails on pytest 9 in
@@ -132,7 +132,7 @@ def _encode(obj: Any) -> bytes:
 
 
 def _valid_listen(obj: Any, size: int) -> bool:
-    """The rule, written independently of botify.validation."""
+    """The rule, written independently of botify.service.validation."""
     if not isinstance(obj, dict) or "track" not in obj or "time" not in obj:
         return False
     track, time_ = obj["track"], obj["time"]
@@ -183,8 +183,8 @@ def test_parse_user_accepts_exactly_decimal_ids_in_range(raw: str) -> None:
 @pytest.fixture(scope="module")
 def flask_client(small_catalog: Path, redis_process: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The app in-process (Flask test client) on the private Redis, own namespace."""
-    from botify.app import create_app
-    from botify.config import Settings
+    from botify.service.app import create_app
+    from botify.store.settings import Settings
 
     tmp = tmp_path_factory.mktemp("prop")
     settings_ = Settings(redis_url=redis_process.url, catalog=small_catalog, log_dir=tmp / "logs",

@@ -1,6 +1,6 @@
 """Issue 6, point 7: A/B analysis and training on damaged logs, against the same logs undamaged.
 
-Clean logs come from botify.offline.synth (the service's log format: two worker
+Clean logs come from botify.analysis.synth (the service's log format: two worker
 dirs, rotated files). The damaged copy adds what real runs produce: a line torn in
 the middle of a file, a last line cut by a crash, lines with unknown fields or that
 are not events at all, a worker directory collected twice and a gzipped copy of a
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from botify.offline import synth
-from botify.offline.ab import AbResult, analyze, analyze_logs
-from botify.offline.logs import read_events
+from botify.analysis import synth
+from botify.analysis.ab import AbResult, analyze, analyze_logs
+from botify.analysis.logs import read_events
 
 EXTRA_FIELDS = {"client": "sim/1.0", "trace": {"id": "ab12", "hops": [1, 2]}, "x_ratio": 1.5, "x_null": None}
 
@@ -118,7 +118,7 @@ def test_ab_on_damaged_logs_equals_ab_on_what_is_valid(logs: dict[str, Path]) ->
 
 
 def test_ab_cli_shows_the_damage(logs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    from botify.ab import main
+    from botify.cli.ab import main
 
     assert main(["--logs", str(logs["damaged"]), "--experiment", "EXP"]) == 0
     out = capsys.readouterr()
@@ -148,7 +148,7 @@ def test_empty_arms_warn_and_leave_the_other_arms_alone(logs: dict[str, Path]) -
     t2 = res.table.loc[res.table["treatment"] == "T2"]
     assert len(t2) and t2["treatment_mean"].isna().all() and not t2["significant"].any()
     # an experiment where only the control has users: a clear error, not a table
-    from botify.offline.ab import AbError
+    from botify.analysis.ab import AbError
 
     only_c = events.loc[events["exp:EXP"] == "C"]
     with pytest.raises(AbError, match="no treatment arm with users"):
@@ -159,7 +159,7 @@ def test_empty_arms_warn_and_leave_the_other_arms_alone(logs: dict[str, Path]) -
 def test_training_on_damaged_logs_equals_training_on_what_is_valid(
     model: str, logs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from botify.offline.train import main
+    from botify.cli.train import main
 
     outs = {}
     for name in ("damaged", "reference"):

@@ -1,10 +1,8 @@
-"""``python -m botify.train MODEL --logs DIR --out FILE``: see botify.offline.train."""
-
-from __future__ import annotations
+"""`python -m botify.train`: the same as `botify train` (see botify.cli.train)."""
 
 import sys
 
-from botify.offline.train import main
+from botify.cli.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,7 +22,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from sim.world import World
+from sim.world import DEFAULT_INTEREST_NEIGHBOURS, World
 
 # Above this many (distinct interest tracks x catalog) products the full
 # interest nearest-neighbour table is not precomputed; neighbours are computed
@@ -39,7 +39,7 @@ class UserModelParams:
     """
 
     session_budget: int = 5
-    interest_neighbours: int = 10
+    interest_neighbours: int = DEFAULT_INTEREST_NEIGHBOURS
     artist_discount_gamma: float = 0.8
     max_session_steps: int = 1000        # safety cap (gymnasium truncation); course has none
     # --- returning users / churn / DAU (sim.days.DayProcess)

@@ -115,7 +115,7 @@ class I2IPolicy:
     """Item-to-item recommendations learned from logged traffic (artist co-listening).
 
     `table` (A, L) holds, per artist, related artists learned from the log
-    (sim.calibrate.learn_i2i; -1 = none). After track t it plays a random track
+    (learn_i2i below; -1 = none). After track t it plays a random track
     of one of the `top` artists related to t's artist; tracks of artists the
     log never saw get a random track. Uses only the log and the public catalog.
     """
@@ -137,8 +137,6 @@ class I2IPolicy:
     @classmethod
     def fit(cls, world: World, log: EventLog, seed: int = 0, top: int = 10,
             **kwargs) -> I2IPolicy:
-        from sim.calibrate import learn_i2i
-
         return cls(world, learn_i2i(world, log, seed=seed, **kwargs), seed=seed, top=top)
 
     def _pick(self, last: np.ndarray) -> np.ndarray:
@@ -220,3 +218,94 @@ def make_policy(name: str, world: World, seed: int = 0, **kwargs):
     if name == "i2i":
         return I2IPolicy.fit(world, kwargs.pop("log"), seed=seed, **kwargs)
     raise ValueError(f"unknown policy {name!r} (random, same_genre, sticky_artist, i2i, oracle)")
+
+
+# ------------------------------------------------------------- i2i learning
+
+
+def _artist_pairs(world: World, log: EventLog, min_time: float) -> tuple[np.ndarray, ...]:
+    """Weighted artist co-occurrence pairs within per-user baskets."""
+    ta = world.track_artist.astype(np.int64)
+    # each session's first logged step has the session's first track as `track`
+    first = np.zeros(log.session.size, dtype=bool)
+    first[np.unique(log.session, return_index=True)[1]] = True
+    pos = log.reward >= min_time
+    key = np.concatenate([log.user[first], log.user[pos]])
+    art = np.concatenate([ta[log.track[first]], ta[log.recommendation[pos]]])
+    wgt = np.concatenate([np.ones(int(first.sum())), log.reward[pos]])
+    o = np.lexsort((art, key))
+    key, art, wgt = key[o], art[o], wgt[o]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    sizes = np.diff(np.r_[starts, key.size])
+    ii, jj, ww = [], [], []
+    for z in np.unique(sizes):
+        if z < 2:
+            continue
+        idx = starts[sizes == z][:, None] + np.arange(z)
+        cap = min(z, 64)                      # very long baskets: first 64 items
+        idx = idx[:, :cap]
+        a = np.repeat(idx, cap, axis=1)
+        b = np.tile(idx, (1, cap))
+        keep = a != b
+        ii.append(art[a[keep]])
+        jj.append(art[b[keep]])
+        ww.append(wgt[a[keep]] * wgt[b[keep]])
+    n_art = world.n_artists
+    if not ii:
+        return (np.zeros(0, np.int64),) * 2 + (np.zeros(0),)
+    ii, jj, ww = np.concatenate(ii), np.concatenate(jj), np.concatenate(ww)
+    diff = ii != jj
+    u, inv = np.unique(ii[diff] * n_art + jj[diff], return_inverse=True)
+    return u // n_art, u % n_art, np.bincount(inv, weights=ww[diff])
+
+
+def _spmm(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, dense: np.ndarray,
+          n: int) -> np.ndarray:
+    """Sparse (COO, rows sorted) times dense, numpy only."""
+    out = np.zeros((n, dense.shape[1]), dtype=np.float64)
+    if rows.size == 0:
+        return out
+    contrib = vals[:, None] * dense[cols]
+    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+    out[rows[starts]] = np.add.reduceat(contrib, starts, axis=0)
+    return out
+
+
+def learn_i2i(world: World, log: EventLog, *, min_time: float = 0.5, rank: int = 64,
+              n_related: int = 20, seed: int = 0) -> np.ndarray:
+    """(A, n_related) related artists per artist (-1 = artist unseen in the log)."""
+    n_art = world.n_artists
+    pi, pj, s = _artist_pairs(world, log, min_time)
+    table = np.full((n_art, n_related), -1, dtype=np.int32)
+    if pi.size == 0:
+        return table
+    deg = np.bincount(pi, weights=s, minlength=n_art) + 1.0
+    v = s / np.sqrt(deg[pi] * deg[pj])
+    rng = np.random.default_rng(seed)
+    r = min(rank, n_art - 1)
+    q = rng.standard_normal((n_art, min(r + 10, n_art)))
+    for _ in range(4):                                  # randomised subspace iteration
+        q, _ = np.linalg.qr(_spmm(pi, pj, v, q, n_art))
+    small = q.T @ _spmm(pi, pj, v, q, n_art)
+    ev, vec = np.linalg.eigh((small + small.T) / 2)
+    top = np.argsort(-ev)[:r]
+    emb = q @ vec[:, top] * np.sqrt(np.maximum(ev[top], 0.0))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True) + 1e-12
+    seen = np.zeros(n_art, dtype=bool)
+    seen[pi] = True
+    cand = np.flatnonzero(seen)
+    k = min(n_related, cand.size - 1)
+    if k < 1:
+        return table
+    for s0 in range(0, cand.size, 1024):
+        rows = cand[s0:s0 + 1024]
+        sc = emb[rows] @ emb[cand].T
+        sc[cand[None, :] == rows[:, None]] = -np.inf
+        part = np.argpartition(-sc, k - 1, axis=1)[:, :k]
+        val = np.take_along_axis(sc, part, axis=1)
+        part = np.take_along_axis(part, np.lexsort((part, -val), axis=1), axis=1)
+        table[rows, :k] = cand[part]
+    return table
+
+
+# ---------------------------------------------------------------- harness

@@ -454,6 +454,9 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x / norms, dtype=np.float32)
 
 
+#: how many nearest tracks to an interest the user model considers by default (UserModelParams)
+DEFAULT_INTEREST_NEIGHBOURS = 10
+
 OVERRIDE_FIELDS = ("session_budget", "artist_discount_gamma", "interest_neighbours")
 
 
@@ -759,8 +762,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"world: {world.n_tracks} tracks, {world.n_artists} artists, {world.n_users} "
                   f"users, dim {world.dim} -> {args.out} ({t1 - t0:.1f} s)")
             if not args.no_cache and world.n_tracks * len(np.unique(world.interests)) <= 4e10:
-                from sim.model import UserModelParams
-                world.interest_neighbours(UserModelParams().interest_neighbours, progress=True)
+                world.interest_neighbours(DEFAULT_INTEREST_NEIGHBOURS, progress=True)
                 print(f"interest nearest-neighbour cache: {time.perf_counter() - t1:.1f} s")
         else:
             world = World.load(args.directory, verify=True)

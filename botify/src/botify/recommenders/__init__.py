@@ -20,7 +20,7 @@ from botify.recommenders.base import (
     TableReader,
     register,
 )
-from botify.recommenders.builtin import random_track
+from botify.recommenders.random import random_track
 
 __all__ = [
     "REGISTRY",

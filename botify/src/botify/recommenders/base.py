@@ -28,8 +28,8 @@ from typing import Any, ClassVar
 import mmh3
 import numpy as np
 
-from botify.catalog import Catalog
 from botify.store import decode_listens
+from botify.store.catalog import Catalog
 
 _MASK64 = (1 << 64) - 1
 
@@ -134,7 +134,7 @@ class RequestState:
 
 
 class TableReader:
-    """Reads rows of the live version of named tables (see botify.app.Tables)."""
+    """Reads rows of the live version of named tables (see botify.service.core.Tables)."""
 
     def get(self, name: str, key: int | bytes) -> np.ndarray | None:  # pragma: no cover - interface
         raise NotImplementedError

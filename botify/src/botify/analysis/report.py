@@ -1,0 +1,310 @@
+"""Outputs of the A/B analysis: a rich terminal table and a self-contained HTML report.
+
+The HTML embeds its plots as base64 PNG (matplotlib Figure objects, Agg renderer), so it is a
+single file that can be mailed or attached to a CI run with nothing to fetch.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from botify.analysis.ab import AbResult
+from matplotlib.figure import Figure
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+_COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3",
+           "#8c8c8c", "#ccb974", "#64b5cd"]  # fmt: skip
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    if isinstance(x, float | np.floating):
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+def _pct(x: float) -> str:
+    return "n/a" if not math.isfinite(x) else f"{x:+.2f}%"
+
+
+def _p(x: float) -> str:
+    if not math.isfinite(x):
+        return "n/a"
+    return f"{x:.2e}" if x < 1e-3 else f"{x:.3f}"
+
+
+# --------------------------------------------------------------------------- terminal
+
+
+def _effects_table(
+    title: str,
+    df: pd.DataFrame,
+    with_means: bool = True,
+    extra: dict[str, Callable[[dict[str, Any]], str]] | None = None,
+) -> Table:
+    t = Table(title=title, title_justify="left", header_style="bold")
+    t.add_column("arm")
+    t.add_column("metric")
+    if with_means:
+        t.add_column("control", justify="right")
+        t.add_column("treatment", justify="right")
+    t.add_column("effect", justify="right")
+    t.add_column("95% CI", justify="right")
+    t.add_column("p", justify="right")
+    t.add_column("p Holm", justify="right")
+    t.add_column("signif.", justify="center")
+    for name in extra or {}:
+        t.add_column(name, justify="right")
+    for r in df.to_dict(orient="records"):
+        eff = r["effect"]
+        color = "green" if eff > 0 else "red" if eff < 0 else "white"
+        sig = r["significant"]
+        cells = [str(r["treatment"]), str(r["metric"])]
+        if with_means:
+            cells += [_fmt(r["control_mean"]), _fmt(r["treatment_mean"])]
+        cells += [
+            f"[{color}]{_pct(eff)}[/]",
+            f"[{_pct(r['lower'])}, {_pct(r['upper'])}]",
+            _p(r["p_value"]),
+            _p(r.get("p_holm", math.nan)),
+            "[bold green]yes[/]" if sig else "[dim]no[/]",
+        ]
+        cells += [fn(r) for fn in (extra or {}).values()]
+        t.add_row(*cells)
+    return t
+
+
+def print_terminal(res: AbResult, console: Console | None = None) -> None:
+    """Rich tables for a terminal; warnings first and loud."""
+    con = console or Console()
+    for w in res.warnings:
+        style = "bold white on red" if "MISMATCH" in w else "bold yellow"
+        con.print(Panel(w, style=style))
+    users = ", ".join(f"{a}: {n}" for a, n in res.users_per_arm.items())
+    con.print(
+        f"[bold]{res.experiment}[/] control={res.control} users with finished sessions: {users}; "
+        f"unfinished sessions dropped: {res.unfinished_sessions}"
+    )
+    srm = res.srm
+    con.print(
+        f"SRM check: chi2={_fmt(srm.chi2)} p={_p(srm.p_value)} "
+        + ("[bold red]MISMATCH[/]" if srm.mismatch else "[green]ok[/]")
+    )
+    con.print(_effects_table("Course metrics (user level, Welch 95% CI)", res.table))
+    if len(res.ratios):
+        con.print(_effects_table("Session-level ratios (delta method)", res.ratios))
+    if res.cuped is not None and len(res.cuped):
+        con.print(
+            _effects_table(
+                "CUPED (covariate: same metric on previous logs)",
+                res.cuped,
+                False,
+                {"var. reduction": lambda r: f"{r['variance_reduction'] * 100:.1f}%"},
+            )
+        )
+    if res.power is not None and len(res.power):
+        t = Table(title="Power (80%) at the current sample size", title_justify="left")
+        for c in ("metric", "control sd", "MDE abs", "MDE %"):
+            t.add_column(c, justify="right" if c != "metric" else "left")
+        has_target = "users_per_arm_needed" in res.power.columns
+        if has_target:
+            t.add_column("users/arm for target", justify="right")
+        for r in res.power.to_dict(orient="records"):
+            row = [r["metric"], _fmt(r["control_sd"]), _fmt(r["mde_abs"]), f"{r['mde_pct']:.2f}%"]
+            if has_target:
+                n = r.get("users_per_arm_needed")
+                row.append(
+                    f"{int(n)} (for {r['target_pct']:.1f}%)" if n is not None and n == n else "n/a"
+                )
+            t.add_row(*row)
+        con.print(t)
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _fig(w: float, h: float) -> tuple[Figure, Any]:
+    # Figure without pyplot: no global state, no GUI backend, safe in threads.
+    fig = Figure(figsize=(w, h))
+    return fig, fig.subplots()
+
+
+def _png(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def plot_effects(res: AbResult) -> str:
+    """Forest plot: effect and CI in % of control, per arm and metric."""
+    rows = [(r, "Welch") for r in res.table.to_dict(orient="records")]
+    rows += [(r, "delta") for r in res.ratios.to_dict(orient="records")]
+    if res.cuped is not None:
+        rows += [(r, "CUPED") for r in res.cuped.to_dict(orient="records")]
+    fig, ax = _fig(8, 0.35 * max(len(rows), 3) + 1)
+    arms = [a for a in res.arms if a != res.control]
+    for i, (r, _kind) in enumerate(rows):
+        y = len(rows) - 1 - i
+        color = (
+            _COLORS[arms.index(r["treatment"]) % len(_COLORS)] if r["treatment"] in arms else "k"
+        )
+        lo, hi, eff = r["lower"], r["upper"], r["effect"]
+        if all(math.isfinite(v) for v in (lo, hi)):
+            ax.plot([lo, hi], [y, y], color=color, lw=2)
+        if math.isfinite(eff):
+            ax.plot([eff], [y], "o", color=color, mfc="white" if not r["significant"] else color)
+    ax.axvline(0, color="grey", lw=1, ls="--")
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([f"{r['treatment']} {r['metric']} ({k})" for r, k in rows][::-1], fontsize=8)
+    ax.set_xlabel(f"effect, % of control ({int((1 - res.alpha) * 100)}% CI); filled = significant")
+    ax.grid(axis="x", alpha=0.3)
+    return _png(fig)
+
+
+def plot_session_lengths(res: AbResult) -> str:
+    """Distribution of tracks per finished session, per arm (normalised)."""
+    fig, ax = _fig(8, 3.5)
+    sl = res.session_lengths
+    for i, arm in enumerate(res.arms):
+        a = sl.loc[sl["arm"] == arm]
+        if a.empty:
+            continue
+        share = a["sessions"] / a["sessions"].sum()
+        ax.step(a["tracks"], share, where="mid", color=_COLORS[i % len(_COLORS)], label=arm)
+    ax.set_xlabel("tracks per session")
+    ax.set_ylabel("share of sessions")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def plot_timeline(res: AbResult) -> str:
+    """Cumulative time per session per arm: does the gap settle or drift?"""
+    fig, ax = _fig(8, 3.5)
+    tl = res.timeline
+    for i, arm in enumerate(res.arms):
+        a = tl.loc[tl["arm"] == arm] if len(tl) else tl
+        if a.empty:
+            continue
+        ax.plot(a["time"], a["time_per_session"], color=_COLORS[i % len(_COLORS)], label=arm)
+    ax.set_xlabel("session end (UTC)")
+    ax.set_ylabel("cumulative time per session")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    return _png(fig)
+
+
+# --------------------------------------------------------------------------- HTML
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:0.5em 0 1.5em 0;font-size:0.9em}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}
+th{background:#f3f3f3} td.l{text-align:left}
+.pos{color:#187a2f}.neg{color:#b3261e}.sig{font-weight:bold;background:#e7f5ea}
+.warn{background:#fff3cd;border:1px solid #e0c060;padding:8px;margin:6px 0}
+.alarm{background:#b3261e;color:white;font-weight:bold;padding:10px;margin:6px 0}
+img{max-width:100%}
+"""
+
+
+def _html_effects(df: pd.DataFrame, extra: list[str] | None = None) -> str:
+    cols = ["treatment", "metric", "control_mean", "treatment_mean", "effect", "lower", "upper",
+            "p_value", "p_holm", "significant", "significant_holm"] + (extra or [])  # fmt: skip
+    cols = [c for c in cols if c in df.columns]
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"]
+    for r in df.to_dict(orient="records"):
+        cls = ' class="sig"' if r.get("significant") else ""
+        cells = []
+        for c in cols:
+            v = r[c]
+            if c in ("treatment", "metric"):
+                cells.append(f'<td class="l">{html.escape(str(v))}</td>')
+            elif c in ("effect", "lower", "upper"):
+                k = "pos" if v > 0 else "neg" if v < 0 else ""
+                cells.append(f'<td class="{k}">{_pct(v)}</td>')
+            elif c.startswith("p_"):
+                cells.append(f"<td>{_p(v)}</td>")
+            elif c == "variance_reduction":
+                cells.append(f"<td>{v * 100:.1f}%</td>")
+            else:
+                cells.append(f"<td>{html.escape(_fmt(v))}</td>")
+        out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def render_html(res: AbResult) -> str:
+    """The whole report as one HTML string (plots inlined)."""
+    e = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>A/B {e(res.experiment)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>A/B analysis: {e(res.experiment)}</h1>",
+        f"<p>control <b>{e(res.control)}</b>; arms {e(', '.join(res.arms))}; alpha {res.alpha}; "
+        f"users with finished sessions: "
+        + ", ".join(f"{e(a)}={n}" for a, n in res.users_per_arm.items())
+        + f"; unfinished sessions dropped: {res.unfinished_sessions}</p>",
+    ]
+    for w in res.warnings:
+        cls = "alarm" if "MISMATCH" in w else "warn"
+        parts.append(f'<div class="{cls}">{e(w)}</div>')
+    s = res.srm
+    parts.append(
+        f"<p>Sample-ratio check: users {dict(zip(s.arms, s.observed, strict=True))}, "
+        f"chi2={_fmt(s.chi2)}, p={_p(s.p_value)}: "
+        + ("<b>MISMATCH</b>" if s.mismatch else "ok")
+        + "</p>"
+    )
+    parts.append("<h2>Effects</h2>")
+    parts.append(f'<img alt="effects" src="data:image/png;base64,{plot_effects(res)}">')
+    parts.append("<h3>Course metrics (user level, Welch CI, Holm across arms x metrics)</h3>")
+    parts.append(_html_effects(res.table))
+    if len(res.ratios):
+        parts.append("<h3>Session-level ratios (delta method)</h3>")
+        parts.append(_html_effects(res.ratios))
+    if res.cuped is not None and len(res.cuped):
+        parts.append("<h3>CUPED (covariate: the same metric on the previous logs)</h3>")
+        parts.append(_html_effects(res.cuped, ["variance_reduction", "coverage"]))
+    if res.power is not None and len(res.power):
+        parts.append("<h3>Power at the current sample size (80% power)</h3>")
+        parts.append(res.power.to_html(index=False, float_format=lambda x: f"{x:.4g}"))
+    parts.append("<h2>Session length per arm</h2>")
+    parts.append(
+        f'<img alt="session lengths" src="data:image/png;base64,{plot_session_lengths(res)}">'
+    )
+    parts.append("<h2>Metric over time per arm</h2>")
+    parts.append(f'<img alt="timeline" src="data:image/png;base64,{plot_timeline(res)}">')
+    if res.load_report is not None:
+        parts.append("<h2>Logs</h2><p>" + e(res.load_report.summary()) + "</p>")
+        if res.load_report.bad_examples:
+            parts.append("<ul>")
+            for ex in res.load_report.bad_examples[:10]:
+                parts.append(f"<li>{e(ex['reason'])}: {e(ex['file'])} {e(ex['where'])}</li>")
+            parts.append("</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_html(res: AbResult, path: str | Path) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(render_html(res), encoding="utf-8")
+    return p
+
+
+__all__ = ["plot_effects", "plot_session_lengths", "plot_timeline", "print_terminal", "render_html",
+           "write_html"]  # fmt: skip

@@ -1,0 +1,151 @@
+"""Experiments config and the course-compatible arm assignment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mmh3
+import pytest
+from botify.recommenders import Services
+from botify.service.experiments import (
+    ExperimentConfigError,
+    ExperimentsHolder,
+    load_experiments,
+    parse_experiments,
+)
+from botify.store.catalog import Catalog
+from botify_svc_helpers import write_tracks
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Services:
+    return Services(catalog=Catalog.from_file(write_tracks(tmp_path / "c.jsonl")), tables=None)  # type: ignore[arg-type]
+
+
+def cfg(services: Services, experiments: list, **extra: object):  # type: ignore[no-untyped-def]
+    return parse_experiments({"experiments": experiments, **extra}, services)
+
+
+def test_pinned_assignment_matches_the_course_formula(services: Services) -> None:
+    exps = cfg(services, [{"name": "STICKY_ARTIST", "arms": {"C": "random", "T1": "sticky_artist"}}])
+    e = exps.experiments[0]
+    # mmh3.hash("17STICKY_ARTIST") = -1964441354; Python modulo 2 -> 0 -> "C"
+    assert mmh3.hash("17STICKY_ARTIST") == -1964441354
+    assert e.arm(17) == "C"
+    assert [e.arm_index(u) for u in range(10)] == [0, 0, 0, 1, 1, 0, 1, 1, 0, 1]
+    for u in range(1000):
+        assert e.arm_index(u) == mmh3.hash(str(u) + "STICKY_ARTIST") % 2
+
+
+def test_assignment_is_stable_across_processes(services: Services) -> None:
+    exps = cfg(services, [{"name": "EXP", "arms": {"C": "random", "T1": "random", "T2": "random"}}])
+    here = [exps.experiments[0].arm(u) for u in range(200)]
+    code = (
+        "from botify.service.experiments import Experiment\n"
+        "e = Experiment('EXP', ('C','T1','T2'), ('random',)*3)\n"
+        "print(','.join(e.arm(u) for u in range(200)))\n"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip().split(",") == here
+
+
+def test_arms_are_ordered_and_shares_applied(services: Services) -> None:
+    exps = cfg(services, [{"name": "S", "arms": {"T1": "sticky_artist", "C": "random"}, "shares": {"C": 0.9, "T1": 0.1}}])
+    e = exps.experiments[0]
+    assert e.arms == ("C", "T1") and e.recommenders == ("random", "sticky_artist")
+    arms = [e.arm(u) for u in range(20000)]
+    share_t1 = arms.count("T1") / len(arms)
+    assert 0.08 < share_t1 < 0.12
+    for u in range(200):
+        u01 = mmh3.hash(str(u) + "S", signed=False) % 10000 / 10000
+        assert e.arm(u) == ("C" if u01 < 0.9 else "T1")
+
+
+def test_every_active_experiment_is_assigned_and_first_serves(services: Services) -> None:
+    exps = cfg(
+        services,
+        [
+            {"name": "A", "arms": {"C": "random", "T1": "sticky_artist"}},
+            {"name": "AA", "arms": {"C": "random", "T1": "random"}},
+            {"name": "OFF", "arms": {"C": "random", "T1": "random"}, "enabled": False},
+        ],
+    )
+    for u in range(50):
+        arms, serving, exp, arm = exps.assign(u)
+        assert set(arms) == {"A", "AA"} and exp == "A" and arm == arms["A"]
+        assert serving == ("random" if arms["A"] == "C" else "sticky_artist")
+
+
+def test_no_experiment_serves_the_default(services: Services) -> None:
+    exps = parse_experiments({}, services, default="sticky_artist")
+    assert exps.assign(5) == ({}, "sticky_artist", None, None)
+
+
+@pytest.mark.parametrize(
+    ("data", "msg"),
+    [
+        ({"experiments": [{"name": "X", "arms": {"C": "random"}}]}, "2 to 10"),
+        ({"experiments": [{"name": "X", "arms": {"C": "random", "T2": "random"}}]}, "exactly C, T1"),
+        ({"experiments": [{"name": "X", "arms": {"A": "random", "B": "random"}}]}, "must be C"),
+        ({"experiments": [{"name": "X", "arms": {"C": "random", "T1": "nope"}}]}, "unknown recommender"),
+        ({"experiments": [{"name": "X", "arms": {"C": "random", "T1": "random"}, "shares": {"C": 0.5, "T1": 0.6}}]}, "sum to 1"),
+        ({"experiments": [{"name": "X", "arms": {"C": "random", "T1": "random"}}] * 2}, "duplicate"),
+        ({"experiments": [{"name": "X", "arm": {}}]}, "unknown key"),
+        ({"recommenders": {"r": {"class": "missing"}}, "experiments": [{"name": "X", "arms": {"C": "r", "T1": "random"}}]}, "unknown class"),
+        ({"recommenders": {"r": {"class": "i2i", "fallback": ["zzz"]}}, "experiments": [{"name": "X", "arms": {"C": "r", "T1": "random"}}]}, "zzz"),
+        ({"recommenders": {"r": {"class": "i2i", "colour": 1}}, "experiments": [{"name": "X", "arms": {"C": "r", "T1": "random"}}]}, "colour"),
+        ({"plugins": ["no_such_module_xyz"]}, "plugin"),
+    ],
+)
+def test_bad_configs_are_refused(services: Services, data: dict, msg: str) -> None:
+    with pytest.raises(ExperimentConfigError, match=msg):
+        parse_experiments(data, services)
+
+
+def test_named_instances_and_plugins(services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "my_plugin_rec.py").write_text(
+        "from botify.recommenders import Recommender, register\n"
+        "@register('always_zero')\n"
+        "class AlwaysZero(Recommender):\n"
+        "    def recommend_next(self, user, prev_track, prev_track_time):\n"
+        "        return 0\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    exps = parse_experiments(
+        {
+            "plugins": ["my_plugin_rec"],
+            "recommenders": {"i2i_als": {"class": "i2i", "table": "i2i_als", "fallback": ["always_zero"]}},
+            "experiments": [{"name": "M", "arms": {"C": "i2i", "T1": "i2i_als"}}],
+        },
+        services,
+    )
+    assert exps.instances["i2i_als"].table_names == {"table": "i2i_als"}
+    assert "always_zero" in exps.instances
+    assert exps.table_names() >= {"i2i", "i2i_als", "top_pop"}
+
+
+def test_repo_config_is_valid() -> None:
+    repo = Path(__file__).resolve().parents[3]
+    exps = load_experiments(repo / "config" / "experiments.yml")
+    assert exps.experiments
+
+
+def test_holder_reloads_on_change_and_keeps_old_on_error(services: Services, tmp_path: Path) -> None:
+    p = tmp_path / "e.yml"
+    p.write_text("experiments:\n  - name: A\n    arms: {C: random, T1: random}\n")
+    events: list[tuple[str, str]] = []
+    holder = ExperimentsHolder(p, services, "random", interval=0.0, on_reload=lambda w, o: events.append((w, o)))
+    assert [e.name for e in holder.get().experiments] == ["A"]
+    p.write_text("experiments:\n  - name: B\n    arms: {C: random, T1: sticky_artist}\n")
+    os.utime(p, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    assert [e.name for e in holder.get().experiments] == ["B"]
+    p.write_text("experiments: [{name: C, arms: {C: nope, T1: random}}]\n")
+    os.utime(p, ns=(time.time_ns() + 2 * 10**9, time.time_ns() + 2 * 10**9))
+    assert [e.name for e in holder.get().experiments] == ["B"]
+    assert holder.last_error and "nope" in holder.last_error
+    assert events == [("experiments", "ok"), ("experiments", "error")]
