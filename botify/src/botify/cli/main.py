@@ -219,8 +219,8 @@ FORWARDED: dict[str, tuple[str, str]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m botify",
-        description="botify: a production-like music recommender service.",
+        prog="botify",
+        description="botify: a production-like music recommender service (`python -m botify` is the same).",
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
