@@ -27,7 +27,7 @@ FLOORS = {
     "cli": 6,
 }
 #: `python -m botify[.X]` entry points: they exist to call the CLI
-ENTRY_POINTS = {"botify.__main__", "botify.ab", "botify.train", "botify.evaluate", "botify.lab.__main__",
+ENTRY_POINTS = {"botify.__main__", "botify.ab", "botify.train", "botify.evaluate", "botify.contest", "botify.lab.__main__",
                 "botify.spark.__main__"}
 
 

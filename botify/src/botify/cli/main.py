@@ -211,6 +211,7 @@ FORWARDED: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluate", "offline leaderboard of models and artifacts (python -m botify.evaluate)"),
     "lab": ("lab", "the day loop: traffic, analysis, training, deploy, A/B (python -m botify.lab)"),
     "demo": ("demo", "the whole loop in a few minutes: world, service, A/B traffic, analysis, a model"),
+    "contest": ("contest", "homework kit: offline contest make, score, board (python -m botify.contest)"),
 }
 
 
