@@ -147,10 +147,13 @@ def event_rows(events: pd.DataFrame) -> list[dict[str, Any]]:
 def build_queries(test: pd.DataFrame, *, seed: int, min_time: float) -> list[Query]:
     """One query per test user: the first test session that still has a wanted track to guess.
 
-    Every session of length >= 2 gets a seeded cut in 1..len-1; the tracks before the
-    cut are the prefix students see, and the distinct tracks after it listened to at
-    least ``min_time`` are the answers (a skipped track is not one the user wanted).
-    Cuts are drawn for all sessions in a fixed order, so the seed alone fixes them.
+    The tracks before a seeded cut are the prefix students see; the distinct tracks
+    after it listened to at least ``min_time`` are the answers (a skipped track is not
+    one the user wanted). The cut is uniform over the places that leave at least one
+    answer, 1..J where J is the last wanted track's step: listening decays along a
+    session, so a cut uniform over the whole session would often leave nothing to guess
+    and drop the user. One uniform draw per session, in a fixed order: the seed alone
+    fixes every cut.
     """
     ev = test.sort_values(["user", "session_id", "step"], kind="stable")
     user = ev["user"].to_numpy(dtype=np.int64)
@@ -170,14 +173,16 @@ def build_queries(test: pd.DataFrame, *, seed: int, min_time: float) -> list[Que
         n = e - s
         if u in done or n < 2:
             continue
-        cut = 1 + int(r * (n - 1))
+        wanted = np.flatnonzero(time[s + 1:e] >= min_time)
+        if len(wanted) == 0:
+            continue
+        last_wanted = int(wanted[-1]) + 1  # step of the session's last wanted track
+        cut = 1 + int(r * last_wanted)
         answers: list[int] = []
         for j in range(s + cut, e):
             t = int(track[j])
             if time[j] >= min_time and t not in answers:
                 answers.append(t)
-        if not answers:
-            continue
         done.add(u)
         queries.append(Query(
             user=u,
@@ -470,8 +475,11 @@ def read_submission(path: str | Path, *, users: set[int], n_tracks: int, k: int,
             errors.append(f"{where}: wrong shape: expected {shape}, got {got}")
             continue
         user, tracks = obj["user"], obj["tracks"]
-        if not _is_int(user) or not isinstance(tracks, list) or not all(map(_is_int, tracks)):
-            errors.append(f"{where}: wrong shape: expected {shape} with integer ids")
+        if not _is_int(user):
+            errors.append(f"{where}: wrong shape: \"user\" must be an integer, got {user!r}")
+            continue
+        if not isinstance(tracks, list) or not all(map(_is_int, tracks)):
+            errors.append(f"{where}: wrong shape: \"tracks\" must be a list of integers")
             continue
         if user not in users:
             errors.append(f"{where}: unknown user {user}: not in the test set")
