@@ -132,6 +132,15 @@ def test_make_refuses_to_overwrite_without_force(logs: Path, tmp_path: Path, cap
     assert [p.name for p in other.iterdir()] == ["notes.txt"]
 
 
+def test_make_failure_leaves_no_half_written_kit(logs: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "kit"
+    # artist_i2i needs a catalog: the baseline fails after the train and test sets were cut
+    assert contest_main(["make", "--logs", str(logs), "--out", str(out),
+                         "--baselines", "top_pop,artist_i2i"]) == 2
+    assert "error: baseline artist_i2i: artist_i2i needs the public catalog" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
 def test_make_names_file_and_line_of_bad_log_records(tmp_path: Path, capsys) -> None:
     d = tmp_path / "logs"
     path = write_jsonl(planted_events(n_users=40, n_tracks=N, seed=4), d)

@@ -18,7 +18,9 @@ import datetime as dt
 import hashlib
 import html
 import math
+import os
 import shutil
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,6 +42,8 @@ TEST_FILE, CONTEST_FILE, SAMPLE_FILE = "test.jsonl", "contest.json", "sample_sub
 PUBLIC_ANSWERS, PRIVATE_ANSWERS, ANSWERS_META = "public.jsonl", "private.jsonl", "answers.json"
 SCORES_FILE, BASELINES_DIR = "scores.jsonl", "baselines"
 MAX_ERRORS = 20
+#: a submission is at most a few hundred bytes per test user; this bounds memory, not honesty
+MAX_SUBMISSION_BYTES = 256 * 1024 * 1024
 
 
 class ContestError(ValueError):
@@ -264,7 +268,7 @@ def make_kit(
     largest id in the logs + 1. ``log`` (a callable taking a line) receives warnings,
     e.g. the file and line of every bad log record the reader skipped.
     """
-    from botify.training.train import TrainError, load_sessionized, train_artifact
+    from botify.training.train import TrainError, catalog_params, load_sessionized, train_artifact
 
     say = log or (lambda _msg: None)
     out = Path(out)
@@ -296,79 +300,82 @@ def make_kit(
                                               public_share=options.public_share)
     by_user = {q.user: q for q in queries}
 
-    if force and out.is_dir():
-        for sub in (PUBLIC, ANSWERS):
-            if (out / sub).exists():
-                shutil.rmtree(out / sub)
-    pub, ans = out / PUBLIC, out / ANSWERS
-    _write(pub / TRAIN_LOG, _dump_lines(event_rows(train)))
-    _write(pub / TEST_FILE, _dump_lines(
-        {"user": q.user, "prefix": q.prefix, "times": q.times, "timestamps": q.timestamps}
-        for q in sorted(queries, key=lambda q: q.user)
-    ))
-    split = asdict(info)
-    contest = {
-        "format": KIT_FORMAT,
-        "k": options.k,
-        "n_tracks": n_tracks,
-        "test_users": len(queries),
-        "min_time": options.min_time,
-        "split": {"how": split["how"], "cutoff": split["cutoff"], "cutoff_ms": split["cutoff_ms"],
-                  "train_events": split["train_events"], "train_sessions": split["train_sessions"]},
-        "submission": "JSON lines {\"user\": <test user>, \"tracks\": [at most k distinct track "
-                      "ids in 0..n_tracks-1, best first]}; one line per user",
-        "metrics": f"mean NDCG@{options.k} and recall@{options.k} over the test users",
-    }
-    _write(pub / CONTEST_FILE, _dump_json(contest))
-    for name, users in ((PUBLIC_ANSWERS, public_users), (PRIVATE_ANSWERS, private_users)):
-        _write(ans / name, _dump_lines({"user": u, "tracks": by_user[u].answers} for u in users))
+    # build beside ``out`` and move in at the end: a failure leaves no half-written kit
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        pub, ans = tmp / PUBLIC, tmp / ANSWERS
+        _write(pub / TRAIN_LOG, _dump_lines(event_rows(train)))
+        _write(pub / TEST_FILE, _dump_lines(
+            {"user": q.user, "prefix": q.prefix, "times": q.times, "timestamps": q.timestamps}
+            for q in sorted(queries, key=lambda q: q.user)
+        ))
+        split = asdict(info)
+        contest = {
+            "format": KIT_FORMAT,
+            "k": options.k,
+            "n_tracks": n_tracks,
+            "test_users": len(queries),
+            "min_time": options.min_time,
+            "split": {"how": split["how"], "cutoff": split["cutoff"], "cutoff_ms": split["cutoff_ms"],
+                      "train_events": split["train_events"], "train_sessions": split["train_sessions"]},
+            "submission": "JSON lines {\"user\": <test user>, \"tracks\": [at most k distinct track "
+                          "ids in 0..n_tracks-1, best first]}; one line per user",
+            "metrics": f"mean NDCG@{options.k} and recall@{options.k} over the test users",
+        }
+        _write(pub / CONTEST_FILE, _dump_json(contest))
+        for name, users in ((PUBLIC_ANSWERS, public_users), (PRIVATE_ANSWERS, private_users)):
+            _write(ans / name, _dump_lines({"user": u, "tracks": by_user[u].answers} for u in users))
 
-    # baselines: trained on the train set exactly as students receive it
-    baselines: dict[str, dict[str, Any]] = {}
-    if options.baselines:
-        try:
-            train_ev = load_sessionized([pub / "train"])
-        except TrainError as exc:
-            raise ContestError(str(exc)) from None
-        fallback = popular_tracks(train_ev, n_tracks)
-        ordered = sorted(queries, key=lambda q: q.user)
-        for model in options.baselines:
-            params: dict[str, Any] = {}
-            if catalog is not None:
-                from botify.training.train import catalog_params
-
-                params = catalog_params(model, catalog)
+        # baselines: trained on the train set exactly as students receive it
+        baselines: dict[str, dict[str, Any]] = {}
+        if options.baselines:
             try:
-                art, meta = train_artifact(model, train_ev, n_tracks=n_tracks, params=params,
-                                           k=options.list_len, seed=options.seed, evaluate=False)
-            except (TrainError, ValueError) as exc:
-                raise ContestError(f"baseline {model}: {exc}") from None
-            rows = artifact_submission(art, ordered, k=options.k, n_tracks=n_tracks,
-                                       fallback=fallback)
-            data = _dump_lines(rows)
-            _write(ans / BASELINES_DIR / f"{model}.jsonl", data)
-            if not (pub / SAMPLE_FILE).exists():
-                _write(pub / SAMPLE_FILE, data)
-            baselines[model] = {"kind": meta["kind"], "params": meta["params"],
-                                "file": f"{BASELINES_DIR}/{model}.jsonl"}
+                train_ev = load_sessionized([pub / "train"])
+            except TrainError as exc:
+                raise ContestError(str(exc)) from None
+            fallback = popular_tracks(train_ev, n_tracks)
+            ordered = sorted(queries, key=lambda q: q.user)
+            for model in options.baselines:
+                params = catalog_params(model, catalog) if catalog is not None else {}
+                try:
+                    art, meta = train_artifact(model, train_ev, n_tracks=n_tracks, params=params,
+                                               k=options.list_len, seed=options.seed, evaluate=False)
+                except (TrainError, ValueError) as exc:
+                    raise ContestError(f"baseline {model}: {exc}") from None
+                rows = artifact_submission(art, ordered, k=options.k, n_tracks=n_tracks,
+                                           fallback=fallback)
+                data = _dump_lines(rows)
+                _write(ans / BASELINES_DIR / f"{model}.jsonl", data)
+                if not (pub / SAMPLE_FILE).exists():
+                    _write(pub / SAMPLE_FILE, data)
+                baselines[model] = {"kind": meta["kind"], "params": meta["params"],
+                                    "file": f"{BASELINES_DIR}/{model}.jsonl"}
 
-    meta_out = {
-        "format": KIT_FORMAT,
-        "seed": options.seed,
-        "k": options.k,
-        "n_tracks": n_tracks,
-        "min_time": options.min_time,
-        "public_share": options.public_share,
-        "split": split,
-        "users": {"public": len(public_users), "private": len(private_users)},
-        "answers": {"public": sum(len(by_user[u].answers) for u in public_users),
-                    "private": sum(len(by_user[u].answers) for u in private_users)},
-        "logs": {"events": int(loaded.report.events), "bad_lines": dict(sorted(loaded.report.bad_lines.items())),
-                 "sessions": int(events["session_id"].nunique()), "users": int(events["user"].nunique())},
-        "test_sha256": hashlib.sha256((pub / TEST_FILE).read_bytes()).hexdigest(),
-        "baselines": baselines,
-    }
-    _write(ans / ANSWERS_META, _dump_json(meta_out))
+        meta_out = {
+            "format": KIT_FORMAT,
+            "seed": options.seed,
+            "k": options.k,
+            "n_tracks": n_tracks,
+            "min_time": options.min_time,
+            "public_share": options.public_share,
+            "split": split,
+            "users": {"public": len(public_users), "private": len(private_users)},
+            "answers": {"public": sum(len(by_user[u].answers) for u in public_users),
+                        "private": sum(len(by_user[u].answers) for u in private_users)},
+            "logs": {"events": int(loaded.report.events), "bad_lines": dict(sorted(loaded.report.bad_lines.items())),
+                     "sessions": int(events["session_id"].nunique()), "users": int(events["user"].nunique())},
+            "test_sha256": hashlib.sha256((pub / TEST_FILE).read_bytes()).hexdigest(),
+            "baselines": baselines,
+        }
+        _write(ans / ANSWERS_META, _dump_json(meta_out))
+        out.mkdir(exist_ok=True)
+        for sub in (PUBLIC, ANSWERS):
+            if (out / sub).exists():  # only a kit, and only with force (check_out_dir)
+                shutil.rmtree(out / sub)
+            os.replace(tmp / sub, out / sub)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return meta_out
 
 
@@ -454,6 +461,9 @@ def read_submission(path: str | Path, *, users: set[int], n_tracks: int, k: int,
     p = Path(path)
     if not p.is_file():
         raise ContestError(f"{p}: no such submission file")
+    size = p.stat().st_size
+    if size > MAX_SUBMISSION_BYTES:
+        raise ContestError(f"{p}: {size} bytes; a submission is at most {MAX_SUBMISSION_BYTES}")
     errors: list[str] = []
     sub: dict[int, list[int]] = {}
     first_line: dict[int, int] = {}
