@@ -21,7 +21,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -89,7 +89,21 @@ class PartScore:
 
 
 def _dump_lines(rows: Iterable[dict[str, Any]]) -> bytes:
-    return b"".join(orjson.dumps(r) + b"\n" for r in rows)
+    return b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in rows)
+
+
+def _write_lines(path: Path, rows: Iterable[dict[str, Any]], chunk: int = 50_000) -> None:
+    """JSON lines streamed in chunks: a million-event train log never sits in memory twice."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dump, opt = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    with path.open("wb") as fh:
+        buf: list[bytes] = []
+        for r in rows:
+            buf.append(dump(r, option=opt))
+            if len(buf) >= chunk:
+                fh.write(b"".join(buf))
+                buf.clear()
+        fh.write(b"".join(buf))
 
 
 def _dump_json(obj: Any) -> bytes:
@@ -117,35 +131,48 @@ def check_out_dir(out: Path, force: bool) -> None:
             raise ContestError(f"{out}: not a contest kit; refusing to overwrite it even with --force")
 
 
-def event_rows(events: pd.DataFrame) -> list[dict[str, Any]]:
+def _column(events: pd.DataFrame, name: str, order: np.ndarray) -> list[Any]:
+    """A column in ``order`` as Python values, missing ones as None (strings via their codes)."""
+    col = events[name]
+    if isinstance(col.dtype, pd.CategoricalDtype) or col.dtype == object:
+        cat = col.astype("category")
+        labels = np.array([str(c) for c in cat.cat.categories] + [None], dtype=object)
+        return labels[cat.cat.codes.to_numpy()[order]].tolist()  # code -1 -> the trailing None
+    if isinstance(col.dtype, pd.api.extensions.ExtensionDtype):  # nullable Int64
+        return col.to_numpy(dtype=object, na_value=None)[order].tolist()
+    values = col.to_numpy()[order]
+    if values.dtype.kind == "f":
+        out = values.astype(object)
+        out[np.isnan(values)] = None
+        return out.tolist()
+    return values.tolist()
+
+
+def event_rows(events: pd.DataFrame) -> Iterator[dict[str, Any]]:
     """COMPAT event-log records (docs/interfaces.md), in time order, of a read_events frame."""
     ts = timestamp_ms(events["timestamp"])
     order = np.lexsort((events["user"].to_numpy(), ts))  # time, then user: a log's order
-    exp_cols = [c for c in events.columns if c.startswith(EXP_PREFIX)]
-    cols = {c: events[c].to_numpy(dtype=object) for c in ("message", "user", "track", "time")}
-    lat = events["latency"].to_numpy(dtype=np.float64, na_value=np.nan)
-    rec = events["recommendation"].to_numpy(dtype=object, na_value=None)
-    extra = {c: events[c].to_numpy(dtype=object) for c in ("recommender", "fallback")
-             if c in events.columns}
-    exps = {c: events[c].to_numpy(dtype=object) for c in exp_cols}
-    rows = []
-    for i in order.tolist():
+    base = {c: _column(events, c, order)
+            for c in ("message", "user", "track", "time", "latency", "recommendation")}
+    extra = {c: _column(events, c, order) for c in ("recommender", "fallback") if c in events.columns}
+    exps = {c[len(EXP_PREFIX):]: _column(events, c, order)
+            for c in events.columns if c.startswith(EXP_PREFIX)}
+    stamps = ts[order].tolist()
+    for i in range(len(stamps)):
         row: dict[str, Any] = {
-            "message": str(cols["message"][i]),
-            "timestamp": int(ts[i]),
-            "user": int(cols["user"][i]),
-            "track": int(cols["track"][i]),
-            "time": float(cols["time"][i]),
-            "latency": None if math.isnan(lat[i]) else float(lat[i]),
-            "recommendation": None if rec[i] is None else int(rec[i]),
-            "experiments": {c[len(EXP_PREFIX):]: str(v[i]) for c, v in exps.items()
-                            if not pd.isna(v[i])},
+            "message": base["message"][i],
+            "timestamp": stamps[i],
+            "user": base["user"][i],
+            "track": base["track"][i],
+            "time": base["time"][i],
+            "latency": base["latency"][i],
+            "recommendation": base["recommendation"][i],
+            "experiments": {k: v[i] for k, v in exps.items() if v[i] is not None},
         }
         for c, v in extra.items():
-            if not pd.isna(v[i]):
-                row[c] = str(v[i])
-        rows.append(row)
-    return rows
+            if v[i] is not None:
+                row[c] = v[i]
+        yield row
 
 
 def build_queries(test: pd.DataFrame, *, seed: int, min_time: float) -> list[Query]:
@@ -305,7 +332,7 @@ def make_kit(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         pub, ans = tmp / PUBLIC, tmp / ANSWERS
-        _write(pub / TRAIN_LOG, _dump_lines(event_rows(train)))
+        _write_lines(pub / TRAIN_LOG, event_rows(train))
         _write(pub / TEST_FILE, _dump_lines(
             {"user": q.user, "prefix": q.prefix, "times": q.times, "timestamps": q.timestamps}
             for q in sorted(queries, key=lambda q: q.user)
