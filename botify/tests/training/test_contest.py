@@ -72,7 +72,9 @@ def test_make_writes_train_test_and_split_answers(kit: Path, logs: Path) -> None
     # train: a COMPAT log of every event of the sessions before the cutoff, nothing after
     train = read_events([pub / "train"]).events
     assert len(train) == meta["split"]["train_events"] == contest["split"]["train_events"]
-    assert int(timestamp_ms(train["timestamp"]).max()) < cutoff
+    # whole sessions that start before the cutoff (botify's temporal_split never cuts one)
+    starts = sessionize(train).sessions["start"]
+    assert int(timestamp_ms(starts).max()) < cutoff
 
     # test: one query per user, a true prefix of one of that user's held-out sessions;
     # answers: the distinct tracks after the prefix listened >= min_time
@@ -399,6 +401,10 @@ def test_kit_from_a_simulated_lab_day(tmp_path: Path, redis_url: str) -> None:
                          "--seed", "1"]) == 0
     ans = load_answers(kit)
     assert ans.n_tracks == 2000 and len(ans.public) >= 3 and len(ans.private) >= 3
+    cutoff = ans.meta["split"]["cutoff_ms"]
+    train = sessionize(read_events([kit / "public" / "train"]).events)
+    assert int(timestamp_ms(train.sessions["start"]).max()) < cutoff
+    assert all(q["timestamps"][0] >= cutoff for q in _lines(kit / "public" / "test.jsonl"))
     rec = score_submission(ans.dir, kit / "public" / "sample_submission.jsonl", name="sample")
     assert rec["answered"] == len(ans.public) + len(ans.private)
     assert contest_main(["board", str(kit), "--reveal-private"]) == 0
