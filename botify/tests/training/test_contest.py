@@ -102,9 +102,9 @@ def test_make_writes_train_test_and_split_answers(kit: Path, logs: Path) -> None
 
 
 def test_make_same_seed_same_bytes_other_seed_other_split(logs: Path, tmp_path: Path) -> None:
-    for name, seed in (("a", "5"), ("b", "5"), ("c", "6")):
+    for name, seed in (("a", "5"), ("b", "5"), ("c", "6")):  # default baselines: top_pop, i2i
         assert contest_main(["make", "--logs", str(logs), "--out", str(tmp_path / name),
-                             "--seed", seed, "--baselines", "top_pop"]) == 0
+                             "--seed", seed]) == 0
     a, b, c = (_files(tmp_path / n) for n in "abc")
     assert a == b
     assert a["public/train/events-000001.jsonl"] == c["public/train/events-000001.jsonl"]

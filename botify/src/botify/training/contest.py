@@ -21,7 +21,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -287,12 +287,12 @@ def make_kit(
     n_tracks: int | None = None,
     catalog: str | Path | None = None,
     force: bool = False,
-    log: Any = None,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Cut a contest kit from event logs into ``out`` (see docs/training.md); returns answers.json.
 
     ``n_tracks`` bounds valid track ids (the public catalog's size); without it, the
-    largest id in the logs + 1. ``log`` (a callable taking a line) receives warnings,
+    largest id in the logs + 1. ``log`` receives warnings,
     e.g. the file and line of every bad log record the reader skipped.
     """
     from botify.training.train import TrainError, catalog_params, load_sessionized, train_artifact
@@ -406,7 +406,7 @@ def make_kit(
     return meta_out
 
 
-def _warn_bad_lines(report: LoadReport, say: Any) -> None:
+def _warn_bad_lines(report: LoadReport, say: Callable[[str], None]) -> None:
     for ex in report.bad_examples:
         say(f"{ex['file']}: {ex['where']}: {ex['reason']} (skipped)")
     if report.bad > len(report.bad_examples):
