@@ -262,3 +262,17 @@ def test_listens_round_trip_exactly_and_garbage_is_rejected() -> None:
     for bad in ([b"12"], [b"[1,2,3]"], [b"[1"], [b"x:0.5"], [b"12:nope"], [b"1,2"], [b'["a",0.5]', b"x"], [b"[1,null]", b"7:1.0"]):
         with pytest.raises(ValueError):
             decode_listens(bad)
+
+
+def test_every_trained_model_names_a_recommender_that_serves_it() -> None:
+    """Offline and online share one registry idea: @model(name, serves=...) and @register(name)."""
+    from botify.training import models
+
+    assert set(models.REGISTRY) >= {"top_pop", "i2i", "contextual", "mf", "sasrec", "artist_i2i"}
+    for name, entry in models.REGISTRY.items():
+        assert entry.serves in REGISTRY, (name, entry.serves)
+        mod = models.get_model(name)
+        assert mod.__name__ == entry.module and callable(mod.fit) and hasattr(mod, "Params")
+    assert models.SERVED_BY["mf"] == "indexed" and models.MODELS["i2i"] == "botify.training.models.i2i"
+    with pytest.raises(ValueError, match="already registered"):
+        models.model("i2i", serves="i2i")(lambda: None)
