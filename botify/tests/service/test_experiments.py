@@ -250,3 +250,16 @@ def test_fallbacks_are_counted_per_arm_and_new_code_shows_in_health(make_app, se
     assert body["recommenders_pending"] == [str(folder / "mine.py")]
     assert body["recommenders_message"].startswith("new recommender code: restart to load it")
     assert json.dumps(body)  # plain JSON
+
+
+def test_serve_preflight_names_a_student_file_that_fails_to_import(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`botify serve` checks the config with the student folder before starting workers: one clear line."""
+    from botify.service.server import StartupError, check_experiments
+
+    folder = tmp_path / "recs"
+    folder.mkdir()
+    (folder / "typo.py").write_text("from botify.recommenders import Recommender\nclass X(Recommender)\n")
+    catalog = Catalog.from_file(settings.catalog)
+    with pytest.raises(StartupError, match=r"experiments config .* invalid: .*typo\.py: SyntaxError"):
+        check_experiments(settings.with_overrides(recommenders_dir=folder), catalog)
+    check_experiments(settings.with_overrides(recommenders_dir=tmp_path / "missing"), catalog)  # no folder: fine
