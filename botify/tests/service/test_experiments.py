@@ -263,3 +263,32 @@ def test_serve_preflight_names_a_student_file_that_fails_to_import(settings, tmp
     with pytest.raises(StartupError, match=r"experiments config .* invalid: .*typo\.py: SyntaxError"):
         check_experiments(settings.with_overrides(recommenders_dir=folder), catalog)
     check_experiments(settings.with_overrides(recommenders_dir=tmp_path / "missing"), catalog)  # no folder: fine
+
+
+def test_a_table_first_opened_inside_recommend_next_becomes_live(make_app, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from botify.recommenders import REGISTRY, Recommender, register
+    from botify.service.eventlog import flush_all
+    from botify_svc_helpers import read_lines, write_yaml
+
+    from botify import store
+
+    @register("test_late_table")
+    class LateTable(Recommender):
+        def recommend_next(self, user: int, prev_track: int, prev_track_time: float) -> int:
+            row = self.ctx.table("late").get(b"top")  # not opened in configure
+            return int(row[0]) if row is not None else self.fallback.recommend_next(user, prev_track, prev_track_time)
+
+    try:
+        write_yaml(settings.experiments_file, "experiments:\n  - name: L\n    arms: {C: test_late_table, T1: test_late_table}\n")
+        c = make_app().test_client()  # reload_interval 0: the table versions are read before every request
+        rd = store.connect(settings.redis_url)
+        top = tmp_path / "top.jsonl"
+        top.write_text('{"tracks": [42]}\n')
+        store.switch_table(rd, "late", store.load_table(rd, "late", top, "t"), "t")
+        c.post("/next/1", json={"track": 1, "time": 0.5})
+        assert c.post("/next/1", json={"track": 2, "time": 0.5}).json["track"] == 42
+        flush_all()
+        last = read_lines(settings.log_dir)[-1]
+        assert (last["recommender"], last["fallback"]) == ("test_late_table", None)
+    finally:
+        REGISTRY.pop("test_late_table", None)

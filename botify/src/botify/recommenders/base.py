@@ -276,7 +276,7 @@ class Context:
     """
 
     __slots__ = (
-        "catalog", "tables", "seed", "passthrough",
+        "catalog", "tables", "seed", "passthrough", "wanted_tables",
         "user", "prev_track", "prev_track_time", "played", "rng",
         "_recent", "_recent_raw", "_instances", "_tried", "answered", "reason",
     )
@@ -293,6 +293,8 @@ class Context:
         self.seed = seed
         #: exceptions that are the service's business (Redis down), never a recommender's fallback
         self.passthrough = passthrough
+        #: every table name ever opened through this context or its request copies (the service keeps them live)
+        self.wanted_tables: set[str] = set()
         self.user: int = -1
         self.prev_track: int = -1
         self.prev_track_time: float = 0.0
@@ -308,7 +310,13 @@ class Context:
     # ------------------------------------------------ what a recommender reads
 
     def table(self, name: str) -> Table:
-        """A live Redis table by name; keep it as an attribute (set in `configure`)."""
+        """A live Redis table by name.
+
+        Open it in `configure` and keep it as an attribute: it is then live from the
+        first request. One first opened inside `recommend_next` becomes live at the
+        service's next table refresh (within `reload_interval`).
+        """
+        self.wanted_tables.add(name)
         return Table(self, name)
 
     @property
@@ -345,6 +353,7 @@ class Context:
         """A copy of this (process) context carrying one request's data."""
         ctx = Context.__new__(Context)
         ctx.catalog, ctx.tables, ctx.seed, ctx.passthrough = self.catalog, self.tables, self.seed, self.passthrough
+        ctx.wanted_tables = self.wanted_tables
         ctx.user, ctx.prev_track, ctx.prev_track_time = user, prev_track, prev_track_time
         ctx.played, ctx.rng = played, rng
         ctx._recent, ctx._recent_raw = recent, recent_raw

@@ -214,7 +214,7 @@ class Service:
         return time.monotonic() >= self._next_refresh
 
     def _table_names(self, exps: ExperimentSet) -> list[str]:
-        return sorted(exps.table_names())
+        return sorted(exps.table_names() | self.ctx.wanted_tables)
 
     def refresh_tables(self) -> None:
         """Read the live versions of the tables in use (and the catalog pointer) now."""
