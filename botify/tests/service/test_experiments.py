@@ -146,6 +146,8 @@ def test_repo_config_is_valid_with_a_real_catalog(tmp_path: Path) -> None:
     assert {"random"} <= set(exps.instances)
     with pytest.raises(ExperimentConfigError, match="Context"):
         load_experiments(repo / "config" / "experiments.yml", None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="catalog"):
+        Context(None)  # type: ignore[arg-type]
 
 
 def test_a_recommender_may_read_the_catalog_when_built(services: Context) -> None:

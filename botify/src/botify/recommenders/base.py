@@ -288,6 +288,8 @@ class Context:
         seed: int = 0,
         passthrough: tuple[type[BaseException], ...] = (),
     ) -> None:
+        if catalog is None:  # recommenders may read it when they are built: never build them without it
+            raise TypeError("a Context needs the real catalog (botify.store.catalog.Catalog)")
         self.catalog = catalog if isinstance(catalog, CatalogView) else CatalogView(catalog)
         self.tables = tables
         self.seed = seed
