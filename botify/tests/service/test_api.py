@@ -269,7 +269,7 @@ def test_broken_recommenders_cost_a_fallback_not_a_500(make_app, settings) -> No
 
     @register("test_out_of_catalog")
     class OutOfCatalog(Recommender):
-        fallback = ("test_raises",)
+        fallbacks = ("test_raises",)
 
         def recommend_next(self, user: int, prev_track: int, prev_track_time: float) -> int:
             return 10**6

@@ -1,5 +1,5 @@
 """`botify COMMAND` (= `python -m botify COMMAND`): serve, load, load-artifact, rollback,
-ab, train, evaluate, lab, demo.
+ab, train, evaluate, lab, demo, new-recommender.
 
 Every command reads the same settings (defaults, then --config / $BOTIFY_CONFIG, then
 BOTIFY_* variables, then the command-line flags) and reports faults as one line
@@ -189,6 +189,22 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_new_recommender(args: argparse.Namespace) -> int:
+    from botify.recommenders.scaffold import ScaffoldError, new_recommender
+
+    folder = args.dir if args.dir is not None else _settings(args).recommenders_dir
+    try:
+        written = new_recommender(args.name, folder, force=args.force)
+    except ScaffoldError as exc:
+        raise CLIError(str(exc)) from None
+    code, test, config = written
+    print(f"wrote {code}\n      {test}\n      {config}")
+    print(f"test it:      python -m pytest {test}")
+    print(f"switch it on: merge {config} into config/experiments.yml (then restart a running service once:")
+    print("              new recommender code is loaded at start)")
+    return 0
+
+
 def _forward(module: str) -> Callable[[list[str]], int]:
     """A command whose own parser lives in botify.cli.MODULE (imported only when run)."""
 
@@ -267,6 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
     _common(r)
     r.add_argument("name", metavar="NAME")
     r.set_defaults(func=cmd_rollback)
+
+    n = sub.add_parser("new-recommender", help="write a working recommender, its test and its config snippet",
+                       description="Write NAME.py (the class), test_NAME.py (its test) and NAME.yml (the "
+                                   "experiments.yml snippet that switches it on) into the recommenders folder.")
+    _common(n)
+    n.add_argument("name", metavar="NAME", help="recommender name: lower case, digits and _, e.g. sticky_then_top")
+    n.add_argument("--dir", type=Path, metavar="DIR", help="folder (default: the recommenders_dir setting, recommenders/)")
+    n.add_argument("--force", action="store_true", help="overwrite existing files")
+    n.set_defaults(func=cmd_new_recommender)
 
     for name, (_module, help_) in FORWARDED.items():
         f = sub.add_parser(name, help=help_, add_help=False)

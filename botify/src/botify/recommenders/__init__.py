@@ -1,8 +1,9 @@
 """Recommenders, registered by name (see docs/recommenders.md).
 
-Importing this package imports every module in it, so a new file here with
-an `@register("name")` class is enough to use "name" in experiments.yml.
-Modules outside the package can be listed under `plugins:` in that file.
+Importing this package imports every built-in module in it. Student code lives
+outside the package, in the `recommenders/` folder at the repository root (the
+`recommenders_dir` setting), loaded by `botify.recommenders.discovery` at start;
+modules on the import path can also be listed under `plugins:` in experiments.yml.
 """
 
 from __future__ import annotations
@@ -12,24 +13,28 @@ import pkgutil
 
 from botify.recommenders.base import (
     REGISTRY,
+    CatalogView,
+    Context,
     Fallback,
     Recommender,
     RequestRng,
-    RequestState,
-    Services,
+    Table,
     TableReader,
+    Track,
+    random_track,
     register,
 )
-from botify.recommenders.random import random_track
 
 __all__ = [
     "REGISTRY",
+    "CatalogView",
+    "Context",
     "Fallback",
     "Recommender",
     "RequestRng",
-    "RequestState",
-    "Services",
+    "Table",
     "TableReader",
+    "Track",
     "random_track",
     "register",
 ]
@@ -37,7 +42,7 @@ __all__ = [
 
 def _discover() -> None:
     for mod in pkgutil.iter_modules(__path__):
-        if not mod.name.startswith("_"):
+        if not mod.name.startswith("_") and mod.name not in ("base", "discovery", "testing"):
             importlib.import_module(f"{__name__}.{mod.name}")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from botify.recommenders.base import Fallback, Recommender, register
+from botify.recommenders.base import Recommender, register
 
 
 @register("i2i")
@@ -17,36 +17,27 @@ class I2I(Recommender):
     rows come in one Redis round trip.
     """
 
-    tables = {"table": "i2i"}
-    fallback = ("top_pop", "random")
-    anchors = 3
+    fallbacks = ("top_pop", "random")
 
-    def configure(self, anchors: int = 3, **params: object) -> None:
-        super().configure(**params)
+    def configure(self, table: str = "i2i", anchors: int = 3) -> None:
         if int(anchors) < 1:
             raise ValueError("i2i: anchors must be >= 1")
         self.anchors = int(anchors)
+        self.neighbours = self.ctx.table(table)
 
     def choose_anchors(self, recent: Sequence[tuple[int, float]]) -> list[int]:
         weight: dict[int, float] = {}
-        get = weight.get
         for track, t in recent:
-            weight[track] = get(track, 0.0) + (t if t > 0.0 else 0.0)
+            weight[track] = weight.get(track, 0.0) + (t if t > 0.0 else 0.0)
         tracks = list(weight)
-        if not tracks:
-            return []
-        chosen = self.rng.weighted_sample(list(weight.values()), self.anchors)
+        chosen = self.ctx.rng.weighted_sample(list(weight.values()), self.anchors) if tracks else []
         return [tracks[i] for i in chosen]
 
     def recommend_next(self, user: int, prev_track: int, prev_track_time: float) -> int:
-        anchors = self.choose_anchors(self.recent(user)) or [prev_track]
-        rows = self.table("table").get_many(anchors)
-        found_row = False
+        anchors = self.choose_anchors(self.ctx.recent) or [prev_track]
+        rows = [row for row in self.neighbours.get_many(anchors) if row is not None and len(row)]
         for row in rows:
-            if row is None or not len(row):
-                continue
-            found_row = True
-            pick = self.first_unplayed(row, user, prev_track)
+            pick = self.ctx.first_unplayed(row)
             if pick is not None:
                 return pick
-        raise Fallback("exhausted" if found_row else "cold_user")
+        return self.fallback.recommend_next(user, prev_track, prev_track_time, because="exhausted" if rows else "cold_user")

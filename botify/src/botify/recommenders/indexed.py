@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from botify.recommenders.base import Fallback, Recommender, register
+from botify.recommenders.base import Recommender, register
 
 
 @register("indexed")
 class Indexed(Recommender):
     """The user's own precomputed list (a `user` table), first unplayed entry."""
 
-    tables = {"table": "indexed"}
-    fallback = ("top_pop", "random")
+    fallbacks = ("top_pop", "random")
+
+    def configure(self, table: str = "indexed") -> None:
+        self.lists = self.ctx.table(table)
 
     def recommend_next(self, user: int, prev_track: int, prev_track_time: float) -> int:
-        row = self.table("table").get(user)
+        row = self.lists.get(user)
         if row is None or not len(row):
-            raise Fallback("cold_user")
-        pick = self.first_unplayed(row, user, prev_track)
+            return self.fallback.recommend_next(user, prev_track, prev_track_time, because="cold_user")
+        pick = self.ctx.first_unplayed(row)
         if pick is None:
-            raise Fallback("exhausted")
+            return self.fallback.recommend_next(user, prev_track, prev_track_time, because="exhausted")
         return pick

@@ -22,15 +22,8 @@ from typing import Any
 
 import numpy as np
 import redis as redis_lib
-from botify.recommenders import (
-    Fallback,
-    RequestRng,
-    RequestState,
-    Services,
-    TableReader,
-    random_track,
-)
-from botify.recommenders.base import current_state, set_state
+from botify.recommenders import Context, RequestRng, TableReader, random_track
+from botify.recommenders.discovery import RESTART_MESSAGE, pending
 from botify.service.eventlog import EventLog
 from botify.service.experiments import ExperimentSet, ExperimentsHolder
 from botify.service.hot_redis import FastCommands
@@ -147,13 +140,15 @@ class Service:
         self.metrics = Metrics(settings.metrics_path)
         self.eventlog = EventLog(settings.log_dir, settings.log_max_bytes, settings.log_rejected)
         self.tables = Tables(self)
-        self.services = Services(catalog=self.catalog, tables=self.tables, seed=settings.seed)
+        #: what every recommender is handed (docs/recommenders.md); per request a copy with its data
+        self.ctx = Context(self.catalog, self.tables, settings.seed, passthrough=(RedisUnavailable,))
         self.experiments = ExperimentsHolder(
             settings.experiments_file,
-            self.services,
+            self.ctx,
             settings.default_recommender,
             settings.reload_interval,
             on_reload=self._on_experiments_reload,
+            code_dir=settings.recommenders_dir,
         )
         #: set on SIGTERM (botify.service.server): /health says 503 and answers close their connection
         self.draining = False
@@ -219,7 +214,7 @@ class Service:
         return time.monotonic() >= self._next_refresh
 
     def _table_names(self, exps: ExperimentSet) -> list[str]:
-        return sorted(exps.table_names())
+        return sorted(exps.table_names() | self.ctx.wanted_tables)
 
     def refresh_tables(self) -> None:
         """Read the live versions of the tables in use (and the catalog pointer) now."""
@@ -321,15 +316,11 @@ class Service:
             try:
                 played, recent_raw = self._fetch_state(user, track, time_, exps)
                 self._mark_up()
-                state = RequestState(
-                    user, track, time_, played, None, RequestRng(self.settings.seed, user, track, len(played)),
-                    recent_raw=recent_raw,
+                ctx = self.ctx.for_request(
+                    exps.instances, user, track, time_, played,
+                    RequestRng(self.settings.seed, user, track, len(played)), recent_raw=recent_raw,
                 )
-                set_state(state)
-                try:
-                    rec, answered, fallback = self._run_chain(exps, serving, user, track, time_)
-                finally:
-                    set_state(None)
+                rec, answered, fallback = ctx.answer(serving)
             except RedisUnavailable:
                 rec = None
         if rec is None:
@@ -343,7 +334,7 @@ class Service:
         m.inc("botify_recommendations_total", labels)
         m.observe("botify_recommendation_duration_seconds", labels, latency)
         if fallback is not None:
-            m.inc("botify_fallbacks_total", (serving, fallback))
+            m.inc("botify_fallbacks_total", (serving, fallback, exp_name or "", arm or ""))
         event = {
             "message": "next",
             "timestamp": int(time.time() * 1000),
@@ -358,44 +349,6 @@ class Service:
         }
         self.eventlog.event(event)
         return rec, event
-
-    def _run_chain(
-        self, exps: ExperimentSet, serving: str, user: int, track: int, time_: float
-    ) -> tuple[int, str, str | None]:
-        """Ask the serving recommender, then its fallbacks; (track, who answered, first reason)."""
-        instances = exps.instances
-        tried: set[str] = set()
-        queue = [serving]
-        reason: str | None = None
-        while queue:
-            name = queue.pop(0)
-            if name in tried:
-                continue
-            tried.add(name)
-            inst = instances[name]
-            try:
-                rec = inst.recommend_next(user, track, time_)
-            except Fallback as fb:
-                reason = reason or fb.reason
-                queue.extend(inst.fallback_chain)
-                continue
-            except RedisUnavailable:
-                raise
-            except Exception:  # a bug in a recommender must cost a fallback, not a 500
-                log.exception("recommender %s failed", name)
-                reason = reason or "error"
-                queue.extend(inst.fallback_chain)
-                continue
-            rec = int(rec)
-            if not 0 <= rec < self.catalog.size:
-                log.error("recommender %s returned %r, not a catalog track", name, rec)
-                reason = reason or "invalid_answer"
-                queue.extend(inst.fallback_chain)
-                continue
-            return rec, name, reason
-        # every chain exhausted (a misconfigured chain): the in-process random always answers
-        state_rng = RequestRng(self.settings.seed, user, track, -1)
-        return random_track(self.catalog.size, state_rng, current_state().played, track), "random", reason or "exhausted"
 
     def last(self, user: int, track: int, time_: float, t0: float) -> dict[str, Any]:
         """Answer /last: record the final listen, end the session, log."""
@@ -466,6 +419,8 @@ class Service:
             "tables": dict(self.tables.versions),
             "experiments": [e.name for e in exps.experiments],
             "experiments_error": self.experiments.last_error,
+            "recommenders_pending": (new_code := pending(self.settings.recommenders_dir)),
+            "recommenders_message": f"{RESTART_MESSAGE}: {', '.join(new_code)}" if new_code else None,
             "pid": os.getpid(),
             "uptime": round(time.time() - self.started, 3),
         }

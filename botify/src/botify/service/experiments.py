@@ -9,7 +9,9 @@ processes, replicas and restarts.
 
 The config also names recommender instances (a registered class plus
 parameters such as the table it reads and its fallback chain), so that two
-arms can run the same class on two different tables.
+arms can run the same class on two different tables. The classes come from
+botify.recommenders, the student folder (`recommenders_dir`, loaded here at
+start) and the modules listed under `plugins:`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,13 @@ from typing import Any
 
 import mmh3
 import yaml
-from botify.recommenders import REGISTRY, Recommender, Services
+from botify.recommenders import REGISTRY, Context, Recommender
+from botify.recommenders.discovery import (
+    RESTART_MESSAGE,
+    RecommenderCodeError,
+    load_folder,
+    pending,
+)
 
 log = logging.getLogger("botify.service.experiments")
 
@@ -87,7 +95,7 @@ class ExperimentSet:
         return arms, serving, serving_exp, serving_arm
 
     def table_names(self) -> set[str]:
-        return {t for inst in self.instances.values() for t in inst.table_names.values()}
+        return {t for inst in self.instances.values() for t in inst.table_names}
 
     def describe(self) -> list[dict[str, Any]]:
         return [
@@ -102,8 +110,20 @@ class ExperimentSet:
         ]
 
 
-def parse_experiments(data: Any, services: Services, default: str = "random", source: str = "experiments") -> ExperimentSet:
-    """Validate the config mapping and build the recommender instances it needs."""
+def parse_experiments(
+    data: Any, ctx: Context, default: str = "random", source: str = "experiments", code_dir: Path | None = None
+) -> ExperimentSet:
+    """Validate the config mapping and build the recommender instances it needs.
+
+    `ctx` must hold the real catalog: a recommender may read it in `configure`.
+    `code_dir` is the student folder, imported here once per process.
+    """
+    if ctx is None or ctx.catalog is None:
+        raise ExperimentConfigError(f"{source}: recommenders are built with a catalog: pass a Context")
+    try:
+        load_folder(code_dir)
+    except RecommenderCodeError as exc:
+        raise ExperimentConfigError(f"{source}: recommender code: {exc}") from exc
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
@@ -152,6 +172,8 @@ def parse_experiments(data: Any, services: Services, default: str = "random", so
             raise ExperimentConfigError(f"{where}: arms must be exactly {', '.join(expected)}")
         recs = tuple(str(arms_raw[a]) for a in arms)
         for r in recs:
+            if r not in specs and pending(code_dir):
+                raise ExperimentConfigError(f"{where}: recommender {r!r}: {RESTART_MESSAGE} ({', '.join(pending(code_dir))})")
             if r not in specs:
                 raise ExperimentConfigError(f"{where}: unknown recommender {r!r} (known: {sorted(specs)})")
         shares = None
@@ -191,36 +213,41 @@ def parse_experiments(data: Any, services: Services, default: str = "random", so
         cls_name = spec.pop("class")
         cls = REGISTRY.get(cls_name)
         if cls is None:
+            new = pending(code_dir)
+            if new:
+                raise ExperimentConfigError(
+                    f"{source}: recommenders.{name}: class {cls_name!r}: {RESTART_MESSAGE} ({', '.join(new)})"
+                )
             raise ExperimentConfigError(f"{source}: recommenders.{name}: unknown class {cls_name!r}")
         try:
-            inst = cls(services, name=name, **spec)
+            inst = cls(ctx, name=name, **spec)
         except (TypeError, ValueError) as exc:
             raise ExperimentConfigError(f"{source}: recommenders.{name}: {exc}") from exc
         instances[name] = inst
-        todo.extend(inst.fallback_chain)
+        todo.extend(inst.fallbacks)
     return ExperimentSet(experiments=tuple(experiments), instances=instances, default=default)
 
 
-def load_experiments_file(path: Path, services: Services, default: str = "random") -> ExperimentSet:
+def load_experiments_file(
+    path: Path, ctx: Context, default: str = "random", code_dir: Path | None = None
+) -> ExperimentSet:
     """Parse experiments.yml; a missing file means no experiments (serve `default`)."""
     path = Path(path)
     if not path.exists():
         log.warning("no experiments file at %s: every request is served by %r", path, default)
-        return parse_experiments({}, services, default, str(path))
+        return parse_experiments({}, ctx, default, str(path), code_dir)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ExperimentConfigError(f"{path}: cannot read: {exc}") from exc
-    return parse_experiments(data, services, default, str(path))
+    return parse_experiments(data, ctx, default, str(path), code_dir)
 
 
-def load_experiments(path: Path, services: Services | None = None, default: str = "random") -> ExperimentSet:
-    """Parse and validate experiments.yml (for preflight checks without a running service)."""
-    if services is None:
-        services = Services(catalog=None, tables=None)  # type: ignore[arg-type]
+def load_experiments(path: Path, ctx: Context, default: str = "random", code_dir: Path | None = None) -> ExperimentSet:
+    """Parse and validate experiments.yml (preflight checks, tests): the file must exist."""
     if not Path(path).exists():
         raise ExperimentConfigError(f"{path}: no such file")
-    return load_experiments_file(path, services, default)
+    return load_experiments_file(path, ctx, default, code_dir)
 
 
 class ExperimentsHolder:
@@ -230,14 +257,23 @@ class ExperimentsHolder:
     file is refused (logged) and the previous config stays live.
     """
 
-    def __init__(self, path: Path, services: Services, default: str, interval: float = 1.0, on_reload: Any = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        ctx: Context,
+        default: str,
+        interval: float = 1.0,
+        on_reload: Any = None,
+        code_dir: Path | None = None,
+    ) -> None:
         self.path = Path(path)
-        self.services = services
+        self.ctx = ctx
+        self.code_dir = code_dir
         self.default = default
         self.interval = interval
         self.on_reload = on_reload
         self._stamp = self._stat()
-        self.current = load_experiments_file(self.path, services, default)
+        self.current = load_experiments_file(self.path, ctx, default, code_dir)
         self._next_check = time.monotonic() + interval
         self._lock = threading.Lock()
         self.last_error: str | None = None
@@ -264,7 +300,7 @@ class ExperimentsHolder:
 
     def reload(self) -> bool:
         try:
-            new = load_experiments_file(self.path, self.services, self.default)
+            new = load_experiments_file(self.path, self.ctx, self.default, self.code_dir)
         except ExperimentConfigError as exc:
             self.last_error = str(exc)
             log.error("experiments reload refused, keeping the previous config: %s", exc)

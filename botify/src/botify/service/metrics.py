@@ -50,8 +50,8 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
         ("recommender", "experiment", "arm"),
     ),
     "botify_fallbacks_total": (
-        "counter", "Recommendations where the configured recommender could not answer.",
-        ("recommender", "reason"),
+        "counter", "Recommendations where the configured recommender could not answer, by serving experiment arm.",
+        ("recommender", "reason", "experiment", "arm"),
     ),
     "botify_rejected_requests_total": (
         "counter", "Requests rejected with a 4xx, by error code.", ("error",),

@@ -77,6 +77,8 @@ HEALTH = {
         "tables": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
         "experiments": {"type": "array", "items": {"type": "string"}},
         "experiments_error": {"type": ["string", "null"]},
+        "recommenders_pending": {"type": "array", "items": {"type": "string"}},
+        "recommenders_message": {"type": ["string", "null"]},
         "pid": {"type": "integer"},
         "uptime": {"type": "number"},
         "error": {"type": "string"},

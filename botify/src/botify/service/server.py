@@ -144,16 +144,16 @@ def check_experiments(settings: Settings, catalog: Catalog) -> None:
     Same parser as the workers use; a missing file is allowed (the app then serves
     the default recommender to everyone and says so in its log).
     """
-    from botify.recommenders import Services
+    from botify.recommenders import Context
     from botify.service.experiments import ExperimentConfigError, load_experiments_file
 
     path = settings.experiments_file
     if not path.exists():
         log.warning("no experiments config at %s: every request gets %r", path, settings.default_recommender)
         return
-    services = Services(catalog=catalog, tables=None, seed=settings.seed)  # type: ignore[arg-type]
+    ctx = Context(catalog, tables=None, seed=settings.seed)
     try:
-        load_experiments_file(path, services, settings.default_recommender)
+        load_experiments_file(path, ctx, settings.default_recommender, settings.recommenders_dir)
     except (ExperimentConfigError, OSError, ValueError, TypeError) as exc:
         raise StartupError(f"experiments config {path} is invalid: {_reason(exc)}") from None
 

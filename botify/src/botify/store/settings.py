@@ -34,6 +34,7 @@ class Settings:
     experiments_file: Path = field(
         default=Path("config/experiments.yml"), metadata=_env("BOTIFY_EXPERIMENTS")
     )
+    recommenders_dir: Path = field(default=Path("recommenders"), metadata=_env("BOTIFY_RECOMMENDERS_DIR"))
     host: str = field(default="127.0.0.1", metadata=_env("BOTIFY_HOST"))
     port: int = field(default=5001, metadata=_env("BOTIFY_PORT"))
     workers: int = field(default=2, metadata=_env("BOTIFY_WORKERS"))

@@ -1,9 +1,11 @@
 """Trainers that turn event logs into COMPAT recommendation artifacts.
 
 Every model module exposes ``KIND`` (default artifact kind), a ``Params`` dataclass
-(its fields become CLI flags) and ``fit(data, params, *, k, seed) -> Artifact``.
-Modules are imported on demand so that ``sasrec`` (torch) and ``mf`` (implicit) are
-only needed when used.
+(its fields become CLI flags) and ``fit(data, params, *, k, seed) -> Artifact``
+decorated with ``@model("name", serves="recommender")``: the same idea as
+``@register`` for online recommenders, discovered the same way (importing this
+package imports every module in it). ``sasrec`` (torch) and ``mf`` (implicit)
+import their optional dependencies inside ``fit`` only.
 """
 
 from __future__ import annotations
@@ -11,27 +13,26 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import pkgutil
 from types import ModuleType
 from typing import Any
 
-MODELS: dict[str, str] = {
-    "top_pop": "botify.training.models.top_pop",
-    "i2i": "botify.training.models.i2i",
-    "contextual": "botify.training.models.contextual",
-    "mf": "botify.training.models.mf",
-    "sasrec": "botify.training.models.sasrec",
-    "artist_i2i": "botify.training.models.artist_i2i",
-}
+from botify.training.models.base import REGISTRY, ModelEntry, model
 
-# Which service recommender serves each model's default artifact (docs/training.md).
-SERVED_BY: dict[str, str] = {
-    "top_pop": "top_pop",
-    "i2i": "i2i",
-    "contextual": "contextual",
-    "mf": "indexed",
-    "sasrec": "i2i",
-    "artist_i2i": "i2i",
-}
+
+def _discover() -> None:
+    for mod in pkgutil.iter_modules(__path__):
+        if not mod.name.startswith("_") and mod.name != "base":
+            importlib.import_module(f"{__name__}.{mod.name}")
+
+
+_discover()
+
+#: model name -> module path (derived from the registry)
+MODELS: dict[str, str] = {name: entry.module for name, entry in REGISTRY.items()}
+
+#: model name -> the recommender that serves its default artifact (docs/training.md)
+SERVED_BY: dict[str, str] = {name: entry.serves for name, entry in REGISTRY.items()}
 
 
 def get_model(name: str) -> ModuleType:
@@ -65,7 +66,7 @@ def fit_model(name: str, data: Any, params: Any, *, k: int, seed: int,
         ) from exc
 
 
-__all__ = ["MODELS", "SERVED_BY", "fit_model", "get_model"]
+__all__ = ["MODELS", "REGISTRY", "SERVED_BY", "ModelEntry", "fit_model", "get_model", "model"]
 
 
 class TrainError(Exception):

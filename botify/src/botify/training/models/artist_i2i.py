@@ -47,7 +47,7 @@ import numpy as np
 import orjson
 import scipy.sparse as sp
 from botify.store.artifacts import Artifact
-from botify.training.models.base import TrainData
+from botify.training.models.base import TrainData, model
 
 KIND = "i2i"
 
@@ -238,6 +238,7 @@ def _spectral(p: sp.csr_matrix, rank: int, seed: int) -> np.ndarray:
     return emb
 
 
+@model("artist_i2i", serves="i2i")
 def fit(data: TrainData, params: Params, *, k: int, seed: int) -> Artifact:
     """Per-track lists of the most related other artists' best tracks (deterministic)."""
     if not params.catalog:

@@ -1,8 +1,8 @@
-"""Shared plumbing for the trainers: the training data view and vectorised top-K."""
+"""Shared plumbing for the trainers: the registry decorator, the training data view and vectorised top-K."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -10,6 +10,36 @@ import numpy as np
 import pandas as pd
 
 REQUIRED_COLUMNS = ("user", "track", "time", "session_id", "step")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A trainer as the registry knows it: where its `fit` lives and who serves its artifact."""
+
+    name: str
+    module: str  # the module holding fit, Params and KIND
+    serves: str  # the botify.recommenders name that serves its default artifact
+
+
+#: model name -> entry; filled by @model on each trainer's fit (botify.training.models imports them all)
+REGISTRY: dict[str, ModelEntry] = {}
+
+
+def model(name: str, serves: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator on a trainer's `fit`: register it under `name`, served online by recommender `serves`.
+
+    Why a decorator, as for recommenders (`@register`): the model says in its own
+    file what it is and what serves it, so a new trainer is one new file.
+    """
+
+    def deco(fit: Callable[..., Any]) -> Callable[..., Any]:
+        old = REGISTRY.get(name)
+        if old is not None and old.module != fit.__module__:
+            raise ValueError(f"model name {name!r} is already registered by {old.module}")
+        REGISTRY[name] = ModelEntry(name=name, module=fit.__module__, serves=serves)
+        return fit
+
+    return deco
 
 
 @dataclass

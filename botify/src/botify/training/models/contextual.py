@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from botify.store.artifacts import Artifact
-from botify.training.models.base import TrainData, topk_by_row
+from botify.training.models.base import TrainData, model, topk_by_row
 
 KIND = "i2i"
 
@@ -47,6 +47,7 @@ def transitions(data: TrainData, params: Params) -> tuple[np.ndarray, np.ndarray
     return keys // n, keys % n, w, c
 
 
+@model("contextual", serves="contextual")
 def fit(data: TrainData, params: Params, *, k: int, seed: int) -> Artifact:
     """Top-k successors per track (deterministic; ``seed`` unused)."""
     if params.score not in ("sum", "mean"):

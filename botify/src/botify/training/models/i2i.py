@@ -16,6 +16,7 @@ from botify.training.models.base import (
     TrainData,
     aggregate_pairs,
     aggregate_unit_chunks,
+    model,
     packed_value_bits,
     topk_csr,
 )
@@ -76,6 +77,7 @@ def cooccurrence(
     return aggregate_pairs(*(np.concatenate(x) for x in zip(*parts, strict=True)), n)
 
 
+@model("i2i", serves="i2i")
 def fit(data: TrainData, params: Params, *, k: int, seed: int) -> Artifact:
     """Top-k neighbours per track by popularity-normalised co-occurrence (deterministic)."""
     keys, indptr, cols, vals = cooccurrence(data, params)

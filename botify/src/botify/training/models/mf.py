@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 from botify.store.artifacts import Artifact
-from botify.training.models.base import TrainData, topk_dense
+from botify.training.models.base import TrainData, model, topk_dense
 
 KIND = "user"  # default output; "i2i" with output=i2i
 
@@ -96,6 +96,7 @@ def factorise(data: TrainData, params: Params, seed: int) -> tuple[np.ndarray, n
     return uf, itf, m, users
 
 
+@model("mf", serves="indexed")
 def fit(data: TrainData, params: Params, *, k: int, seed: int, chunk: int = 1024) -> Artifact:
     """Factorise, then rank tracks for every user (or every track) in row chunks."""
     if params.output not in ("user", "i2i"):

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 from botify.store.artifacts import Artifact
-from botify.training.models.base import TrainData
+from botify.training.models.base import TrainData, model
 
 KIND = "i2i"
 
@@ -138,6 +138,7 @@ def _build_model(n_items: int, p: Params) -> Any:
     return SASRec()
 
 
+@model("sasrec", serves="i2i")
 def fit(
     data: TrainData, params: Params, *, k: int, seed: int, progress: bool = True
 ) -> Artifact:

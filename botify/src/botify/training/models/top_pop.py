@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from botify.store.artifacts import Artifact
-from botify.training.models.base import TrainData
+from botify.training.models.base import TrainData, model
 
 KIND = "top"
 
@@ -27,6 +27,7 @@ def scores(data: TrainData, params: Params | None = None) -> np.ndarray:
     return np.bincount(data.track, weights=t, minlength=data.n_tracks)
 
 
+@model("top_pop", serves="top_pop")
 def fit(data: TrainData, params: Params, *, k: int, seed: int) -> Artifact:
     """Rank tracks by total listen time; ties by track id. ``seed`` is unused (deterministic)."""
     s = scores(data, params)
