@@ -144,8 +144,9 @@ class Service:
             )
         self.redis = store.connect(settings.redis_url, settings.redis_timeout)
         self.fast = FastCommands(self.redis)
-        self.metrics = Metrics(settings.metrics_path)
+        self.metrics = Metrics()
         self.eventlog = EventLog(settings.log_dir, settings.log_max_bytes, settings.log_rejected)
+        self.eventlog.on_error = self._on_eventlog_error
         self.tables = Tables(self)
         self.services = Services(catalog=self.catalog, tables=self.tables, seed=settings.seed)
         self.experiments = ExperimentsHolder(
@@ -174,6 +175,9 @@ class Service:
         except REDIS_ERRORS as exc:
             self._mark_down(exc, "startup")
             log.warning("Redis unreachable at start (%s): serving fallbacks until it is back", exc)
+
+    def _on_eventlog_error(self, stream: str, reason: str) -> None:
+        self.metrics.inc("botify_eventlog_errors_total", (stream, reason))
 
     def _on_experiments_reload(self, what: str, outcome: str) -> None:
         self.metrics.inc("botify_reloads_total", (what, outcome))

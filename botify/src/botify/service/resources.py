@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from botify.service.core import RedisUnavailable, Service
 from botify.service.errors import ApiError, error_response
+from botify.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from botify.service.validation import MAX_BODY_BYTES, parse_listen, parse_track_id, parse_user
 from flask import Flask, Response, request
 from flask_restful import Api, Resource
@@ -131,7 +132,7 @@ class Live(_Resource):
 
 class Metrics(_Resource):
     def get(self) -> Response:
-        return Response(_service().metrics.render(), status=200, mimetype="text/plain; version=0.0.4")
+        return Response(_service().metrics.render(), status=200, content_type=METRICS_CONTENT_TYPE)
 
 
 class Experiments(_Resource):
