@@ -33,10 +33,10 @@ from botify.recommenders import (
 from botify.recommenders.base import current_state, set_state
 from botify.service.eventlog import EventLog
 from botify.service.experiments import ExperimentSet, ExperimentsHolder
-from botify.service.hot_redis import FastCommands
 from botify.service.metrics import Metrics
 from botify.store.catalog import Catalog
 from botify.store.settings import Settings
+from redis.utils import HIREDIS_AVAILABLE
 
 from botify import store
 
@@ -110,7 +110,7 @@ class Tables(TableReader):
         missing = [i for i, row in enumerate(out) if row is _MISS]
         if missing:
             raws = self.service.redis_call(
-                "table", self.service.fast.hmget, self.keys.table_data(name, version), [fields[i] for i in missing]
+                "table", self.service.redis.hmget, self.keys.table_data(name, version), [fields[i] for i in missing]
             )
             if self.cache_rows and len(cache) + len(missing) > self.cache_rows:
                 cache.clear()
@@ -143,7 +143,8 @@ class Service:
                 "no redis_url: set BOTIFY_REDIS_URL, or run `python -m botify serve` to start an embedded Redis"
             )
         self.redis = store.connect(settings.redis_url, settings.redis_timeout)
-        self.fast = FastCommands(self.redis)
+        if not HIREDIS_AVAILABLE:
+            log.warning("hiredis is not installed: redis-py parses replies in Python (slower /next)")
         self.metrics = Metrics()
         self.eventlog = EventLog(settings.log_dir, settings.log_max_bytes, settings.log_rejected)
         self.eventlog.on_error = self._on_eventlog_error
@@ -209,6 +210,18 @@ class Service:
     def redis_available(self) -> bool:
         """False while in the back-off window after a failure (no request waits on a dead Redis)."""
         return time.monotonic() >= self._down_until
+
+    def pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Send `commands` in one round trip (a redis-py pipeline, no MULTI); their replies in order.
+
+        redis-py takes a connection from its pool for the call (one per thread in
+        flight, reset after a fork), packs and parses with hiredis, and drops the
+        connection on any socket error, so the next call starts clean.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return pipe.execute()
 
     def redis_call(self, operation: str, fn: Any, *args: Any) -> Any:
         try:
@@ -302,7 +315,7 @@ class Service:
         rk, sk = self.keys.recent(user), self.keys.session(user)
         res = self.redis_call(
             "state",
-            self.fast.pipeline,
+            self.pipeline,
             [
                 *self._record_listen(rk, track, time_),
                 ("SADD", sk, track),
@@ -410,7 +423,7 @@ class Service:
             rk = self.keys.recent(user)
             commands = [*self._record_listen(rk, track, time_), ("DEL", self.keys.session(user))]
             try:
-                self.redis_call("state", self.fast.pipeline, commands)
+                self.redis_call("state", self.pipeline, commands)
                 self._mark_up()
             except RedisUnavailable:
                 fallback = "redis_unavailable"
