@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import redis as redis_lib
@@ -39,6 +39,9 @@ from botify.store.settings import Settings
 from redis.utils import HIREDIS_AVAILABLE
 
 from botify import store
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 log = logging.getLogger("botify")
 
@@ -497,3 +500,13 @@ class Service:
                     f"Redis {redis_state}" if redis_state != "ok" else "catalog not (yet) loaded in Redis"
                 )
         return ready, body
+
+
+def init_app(app: Flask, catalog: Catalog | None = None) -> Service:
+    """Build this process's `Service` from `app.config["BOTIFY_SETTINGS"]` and attach it to `app`.
+
+    The Flask-extension convention: the resources find it as `app.extensions["botify"]`.
+    """
+    service = Service(app.config["BOTIFY_SETTINGS"], catalog=catalog)
+    app.extensions["botify"] = service
+    return service
