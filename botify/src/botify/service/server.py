@@ -627,7 +627,14 @@ def run(settings: Settings, options: ServerOptions | None = None) -> int:
             log.info("embedded Redis stopped")
 
 
-def _serve_granian(settings: Settings, options: ServerOptions, catalog: Catalog | None) -> int:
+def build_granian_server(settings: Settings, options: ServerOptions) -> Any:
+    """The granian server `serve` runs, with botify's stop handling hooked into its master.
+
+    Public granian interface for everything except the two hooks (`_repeat_stop_signal`,
+    `_mark_dead_workers`) and the worker's drain (`_install_drain`): granian has no
+    public per-worker stop hook. botify/tests/service/test_granian_internals.py checks
+    each of them against the real objects of the pinned granian version.
+    """
     from granian.constants import HTTPModes, Interfaces
     from granian.log import LogLevels
     from granian.server import Server
@@ -647,10 +654,15 @@ def _serve_granian(settings: Settings, options: ServerOptions, catalog: Catalog 
         log_access=options.access_log,
         workers_kill_timeout=WORKER_KILL_TIMEOUT,
     )
-    global _GRANIAN_SERVER
-    _GRANIAN_SERVER = server
     _repeat_stop_signal(server)
     _mark_dead_workers(server)
+    return server
+
+
+def _serve_granian(settings: Settings, options: ServerOptions, catalog: Catalog | None) -> int:
+    server = build_granian_server(settings, options)
+    global _GRANIAN_SERVER
+    _GRANIAN_SERVER = server
     # Pre-fork: the master's heap (imports, parsed catalog) is shared copy-on-write with
     # the workers; frozen objects are never traversed by the GC, so those pages stay shared.
     gc.collect()
