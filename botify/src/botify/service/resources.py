@@ -20,7 +20,7 @@ from botify.service.core import RedisUnavailable, Service
 from botify.service.errors import ApiError, error_response
 from botify.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from botify.service.validation import MAX_BODY_BYTES, parse_listen, parse_track_id, parse_user
-from flask import Flask, Response, make_response, request
+from flask import Flask, Response, request
 from flask_restful import Api, Resource
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
@@ -30,10 +30,13 @@ JSON = "application/json"
 
 
 def output_json(data: Any, code: int, headers: dict[str, str] | None = None) -> Response:
-    """The Api's `application/json` representation: orjson instead of the stdlib json."""
-    resp = make_response(orjson.dumps(data), code)
-    resp.headers.extend(headers or {})
-    return resp
+    """The Api's `application/json` representation: orjson instead of the stdlib json.
+
+    A `Response` with its content type given, rather than flask.make_response: that
+    one looks up the app through a proxy and derives the content type and charset
+    per answer (measured 2026-12-02: ~10 us of a ~300 us /next, bench/service_overrides.py).
+    """
+    return Response(orjson.dumps(data), code, headers, content_type=JSON)
 
 
 class _Resource(Resource):
