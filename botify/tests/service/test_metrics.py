@@ -145,3 +145,4 @@ def test_counters_never_go_backwards_across_scrapes_and_replaced_workers(tmp_pat
     finally:
         code = svc.stop(signal.SIGTERM)
     assert code == 0, svc.output()[-2000:]
+    assert not list((run_dir / "metrics").glob("server-*"))  # removed with its server

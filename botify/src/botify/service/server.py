@@ -575,6 +575,7 @@ def run(settings: Settings, options: ServerOptions | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_exit)
     signal.signal(signal.SIGINT, _raise_exit)
     embedded = None
+    metrics_dir: Path | None = None
     try:
         # Before the app (and prometheus_client) is imported: the workers' metrics go to
         # files of this run, summed by /metrics (botify.service.metrics).
@@ -625,6 +626,10 @@ def run(settings: Settings, options: ServerOptions | None = None) -> int:
         if embedded is not None:
             embedded.stop()
             log.info("embedded Redis stopped")
+        if metrics_dir is not None:  # this run's worker metrics end with it
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def build_granian_server(settings: Settings, options: ServerOptions) -> Any:
