@@ -6,8 +6,8 @@ service, so that "/next as % of floor" measures what botify's own code costs.
 
 - `GET /floor`: returns a constant (the floor the issue defines).
 - `POST /next/<user>`: reads the body (the same requests bench/next.lua sends to botify),
-  sends one PING to Redis on the fastest connection botify has (botify.service.hot_redis) and
-  returns a constant. Any service that keeps per-user state in Redis pays at least this
+  sends one PING to Redis through the same client as botify (redis-py with hiredis,
+  botify.store.connect) and returns a constant. Any service that keeps per-user state in Redis pays at least this
   round trip per request: it is the ceiling for such a service on this machine.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from botify.service.hot_redis import FastCommands
 from botify.store import connect
 from flask import Flask, request
 
@@ -23,7 +22,7 @@ from flask import Flask, request
 def create_app(settings: Any = None) -> Flask:
     """A Flask app with /floor, /next/<user> (one Redis round trip) and /health."""
     app = Flask("botify_floor")
-    fast = FastCommands(connect(settings.redis_url)) if settings is not None and settings.redis_url else None
+    client = connect(settings.redis_url) if settings is not None and settings.redis_url else None
 
     @app.get("/floor")
     def floor() -> dict[str, str]:
@@ -32,9 +31,9 @@ def create_app(settings: Any = None) -> Flask:
     @app.post("/next/<int:user>")
     def next_with_redis(user: int) -> dict[str, int]:
         request.get_data()
-        if fast is None:
+        if client is None:
             raise RuntimeError("no Redis URL in the settings")
-        fast.call("PING")
+        client.execute_command("PING")
         return {"user": user, "track": 0}
 
     @app.get("/health")

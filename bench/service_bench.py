@@ -51,7 +51,9 @@ from helpers_service import (  # noqa: E402 - shared with the tests on purpose
 
 LUA = REPO / "bench" / "next.lua"
 BEGIN, END = "<!-- service-bench:begin -->", "<!-- service-bench:end -->"
-TARGETS = {"ratio": 60.0, "p99_ms": 20.0, "p50_c1_ms": 0.5, "startup_s": 2.0}
+# issue 10, section 5: /next against the one-Redis-round-trip floor (the ceiling for any design
+# that keeps per-user state in Redis), not against the bare floor
+TARGETS = {"ratio_redis": 70.0, "p99_ms": 25.0, "p50_c1_ms": 0.6, "startup_s": 2.0}
 
 
 def write_inputs(d: Path, n_tracks: int, neighbours: int, seed: int) -> tuple[Path, Path, Path]:
@@ -207,7 +209,7 @@ def profile_worker(pid: int, seconds: int, out: Path) -> dict[str, float]:
             incl[name] = incl.get(name, 0) + int(n)
     wanted = {"Flask.__call__": "flask+app", "Next.post": "/next view", "Service.next": "Service.next",
               "Service._fetch_state": "state round trip", "Service._run_chain": "recommender chain",
-              "EventLog._run": "event log writer", "Metrics._run": "metrics writer"}
+              "EventLog._run": "event log writer", "Metrics.inc": "metrics inc", "Metrics.observe": "metrics observe"}
     return {label: round(100 * incl.get(fn, 0) / total, 1) for fn, label in wanted.items()} if total else {}
 
 
@@ -390,13 +392,13 @@ def markdown(s: dict) -> str:
         "",
         "| target | measured | |",
         "| --- | ---: | --- |",
-        f"| `/next` >= 60% of floor at {a['connections']} connections | {s['ratio_pct']:.0f}% "
-        f"(from CPU per request, server + wrk: {s.get('ratio_cpu_pct', float('nan')):.0f}%) | {_ok(s['ratio_pct'] >= TARGETS['ratio'])} |",
-        *([f"| (reference) bare Flask + one Redis PING, % of floor | {s['redis_floor_ratio_pct']:.0f}% "
-           f"(`/next` reaches {s['next_of_redis_floor_pct']:.0f}% of it) | the ceiling for one round trip |"]
-          if "redis_floor_ratio_pct" in s else []),
-        f"| p99 <= 20 ms at {a['connections']} connections | {n64['p99_ms']:.2f} ms | {_ok(n64['p99_ms'] <= TARGETS['p99_ms'])} |",
-        f"| p50 <= 0.5 ms at 1 connection | {n1['p50_ms']:.3f} ms | {_ok(n1['p50_ms'] <= TARGETS['p50_c1_ms'])} |",
+        f"| `/next` >= 70% of the one-Redis-round-trip floor at {a['connections']} connections | "
+        f"{s['next_of_redis_floor_pct']:.0f}% | {_ok(s['next_of_redis_floor_pct'] >= TARGETS['ratio_redis'])} |",
+        f"| (reference) `/next`, % of the bare floor | {s['ratio_pct']:.0f}% (from CPU per request, server + wrk: "
+        f"{s.get('ratio_cpu_pct', float('nan')):.0f}%); the one-round-trip floor itself: "
+        f"{s['redis_floor_ratio_pct']:.0f}% of it | |",
+        f"| p99 <= 25 ms at {a['connections']} connections | {n64['p99_ms']:.2f} ms | {_ok(n64['p99_ms'] <= TARGETS['p99_ms'])} |",
+        f"| p50 <= 0.6 ms at 1 connection | {n1['p50_ms']:.3f} ms | {_ok(n1['p50_ms'] <= TARGETS['p50_c1_ms'])} |",
         f"| startup with {a['tracks']} tracks <= 2 s (process start to /health 200, cold Redis) | "
         f"median {statistics.median(st):.2f} s (max {max(st):.2f} s, {len(st)} runs; CPU used by the server's "
         f"processes until then: median {statistics.median(s.get('startup_cpu_s') or [float('nan')]):.2f} s) "

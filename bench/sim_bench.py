@@ -177,7 +177,8 @@ def _write_benchmarks(header: str, table: list[str]) -> None:
         text = pre + block + post
     else:
         intro = ("\n## Simulator\n\nIn-process speed and memory of `sim` (issue 2 section 7). "
-                 "The course simulator: 493 steps/s in-process, 783 MB peak RSS. The env loop "
+                 "Reference, not measured here: issue 2 (section 7) quotes the course simulator at "
+                 "493 steps/s in-process and 783 MB peak RSS on this kind of machine. The env loop "
                  "plays uniformly random actions (precomputed), resetting at the end of every "
                  "session; the batched engine answers with `rng.integers` for all live "
                  "sessions at once. Peak RSS is ru_maxrss of a fresh process that loads the "

@@ -184,13 +184,13 @@ def test_metrics_count_requests_recommenders_arms_and_rejections(client) -> None
         client.post(f"/next/{u}", json={"track": 1, "time": 0.5})
     client.post("/next/1", data=b"{", content_type="application/json")
     text = client.get("/metrics").get_data(as_text=True)
-    assert 'botify_http_requests_total{endpoint="/next",method="POST",status="200"} 10' in text
-    assert 'botify_http_requests_total{endpoint="/next",method="POST",status="400"} 1' in text
-    assert 'botify_rejected_requests_total{error="malformed_json"} 1' in text
+    assert 'botify_http_requests_total{endpoint="/next",method="POST",status="200"} 10.0' in text
+    assert 'botify_http_requests_total{endpoint="/next",method="POST",status="400"} 1.0' in text
+    assert 'botify_rejected_requests_total{error="malformed_json"} 1.0' in text
     served = [line for line in text.splitlines() if line.startswith("botify_recommendations_total{")]
-    assert sum(int(line.rsplit(" ", 1)[1]) for line in served) == 10
-    assert any('experiment="STICKY_ARTIST",arm="T1"' in line for line in served)
-    assert 'botify_recommendation_duration_seconds_bucket{recommender="random",experiment="STICKY_ARTIST",arm="C",le="+Inf"}' in text
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in served) == 10
+    assert any('arm="T1",experiment="STICKY_ARTIST"' in line for line in served)
+    assert 'botify_recommendation_duration_seconds_bucket{arm="C",experiment="STICKY_ARTIST",le="+Inf",recommender="random"}' in text
     assert "# TYPE botify_http_request_duration_seconds histogram" in text
 
 

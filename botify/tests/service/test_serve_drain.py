@@ -189,36 +189,3 @@ def test_stop_deadlines_fit_inside_the_masters_kill_timeout() -> None:
     from botify.service import server as serve
 
     assert serve.MAX_DRAIN_SECONDS + serve.STOP_GRACE < serve.WORKER_KILL_TIMEOUT
-
-
-def test_master_repeats_sigterm_to_a_worker_that_lost_the_first(tmp_path: Path) -> None:
-    """A worker that missed granian's single SIGTERM (still starting) gets it again."""
-    import os
-    import subprocess
-    from types import SimpleNamespace
-
-    from botify.service import server as serve
-
-    # a stand-in worker that loses its first SIGTERM and stops at the second
-    child = subprocess.Popen([sys.executable, "-c", (
-        "import signal, sys, time\n"
-        "seen = []\n"
-        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0) if seen else seen.append(1))\n"
-        "print('ready', flush=True)\n"
-        "time.sleep(20)\n")], stdout=subprocess.PIPE, text=True)
-    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
-    worker = SimpleNamespace(inner=SimpleNamespace(pid=child.pid), is_alive=lambda: child.poll() is None)
-
-    def granian_stop_workers() -> None:  # granian: one SIGTERM, then wait for the worker
-        os.kill(child.pid, signal.SIGTERM)
-        child.wait(10)
-
-    server = SimpleNamespace(wrks=[worker], _stop_workers=granian_stop_workers)
-    serve._repeat_stop_signal(server)
-    t0 = time.monotonic()
-    try:
-        server._stop_workers()
-        assert child.returncode == 0 and time.monotonic() - t0 < 3
-    finally:
-        if child.poll() is None:
-            child.kill()

@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import redis as redis_lib
@@ -26,12 +26,15 @@ from botify.recommenders import Context, RequestRng, TableReader, random_track
 from botify.recommenders.discovery import RESTART_MESSAGE, pending
 from botify.service.eventlog import EventLog
 from botify.service.experiments import ExperimentSet, ExperimentsHolder
-from botify.service.hot_redis import FastCommands
 from botify.service.metrics import Metrics
 from botify.store.catalog import Catalog
 from botify.store.settings import Settings
+from redis.utils import HIREDIS_AVAILABLE
 
 from botify import store
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 log = logging.getLogger("botify")
 
@@ -103,7 +106,7 @@ class Tables(TableReader):
         missing = [i for i, row in enumerate(out) if row is _MISS]
         if missing:
             raws = self.service.redis_call(
-                "table", self.service.fast.hmget, self.keys.table_data(name, version), [fields[i] for i in missing]
+                "table", self.service.redis.hmget, self.keys.table_data(name, version), [fields[i] for i in missing]
             )
             if self.cache_rows and len(cache) + len(missing) > self.cache_rows:
                 cache.clear()
@@ -136,9 +139,11 @@ class Service:
                 "no redis_url: set BOTIFY_REDIS_URL, or run `python -m botify serve` to start an embedded Redis"
             )
         self.redis = store.connect(settings.redis_url, settings.redis_timeout)
-        self.fast = FastCommands(self.redis)
-        self.metrics = Metrics(settings.metrics_path)
+        if not HIREDIS_AVAILABLE:
+            log.warning("hiredis is not installed: redis-py parses replies in Python (slower /next)")
+        self.metrics = Metrics()
         self.eventlog = EventLog(settings.log_dir, settings.log_max_bytes, settings.log_rejected)
+        self.eventlog.on_error = self._on_eventlog_error
         self.tables = Tables(self)
         #: what every recommender is handed (docs/recommenders.md); per request a copy with its data
         self.ctx = Context(self.catalog, self.tables, settings.seed, passthrough=(RedisUnavailable,))
@@ -170,6 +175,9 @@ class Service:
             self._mark_down(exc, "startup")
             log.warning("Redis unreachable at start (%s): serving fallbacks until it is back", exc)
 
+    def _on_eventlog_error(self, stream: str, reason: str) -> None:
+        self.metrics.inc("botify_eventlog_errors_total", (stream, reason))
+
     def _on_experiments_reload(self, what: str, outcome: str) -> None:
         self.metrics.inc("botify_reloads_total", (what, outcome))
         self._next_refresh = 0.0  # new instances may read tables not watched yet: look now
@@ -200,6 +208,18 @@ class Service:
     def redis_available(self) -> bool:
         """False while in the back-off window after a failure (no request waits on a dead Redis)."""
         return time.monotonic() >= self._down_until
+
+    def pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Send `commands` in one round trip (a redis-py pipeline, no MULTI); their replies in order.
+
+        redis-py takes a connection from its pool for the call (one per thread in
+        flight, reset after a fork), packs and parses with hiredis, and drops the
+        connection on any socket error, so the next call starts clean.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return pipe.execute()
 
     def redis_call(self, operation: str, fn: Any, *args: Any) -> Any:
         try:
@@ -293,7 +313,7 @@ class Service:
         rk, sk = self.keys.recent(user), self.keys.session(user)
         res = self.redis_call(
             "state",
-            self.fast.pipeline,
+            self.pipeline,
             [
                 *self._record_listen(rk, track, time_),
                 ("SADD", sk, track),
@@ -359,7 +379,7 @@ class Service:
             rk = self.keys.recent(user)
             commands = [*self._record_listen(rk, track, time_), ("DEL", self.keys.session(user))]
             try:
-                self.redis_call("state", self.fast.pipeline, commands)
+                self.redis_call("state", self.pipeline, commands)
                 self._mark_up()
             except RedisUnavailable:
                 fallback = "redis_unavailable"
@@ -435,3 +455,13 @@ class Service:
                     f"Redis {redis_state}" if redis_state != "ok" else "catalog not (yet) loaded in Redis"
                 )
         return ready, body
+
+
+def init_app(app: Flask, catalog: Catalog | None = None) -> Service:
+    """Build this process's `Service` from `app.config["BOTIFY_SETTINGS"]` and attach it to `app`.
+
+    The Flask-extension convention: the resources find it as `app.extensions["botify"]`.
+    """
+    service = Service(app.config["BOTIFY_SETTINGS"], catalog=catalog)
+    app.extensions["botify"] = service
+    return service

@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,9 @@ class EventLog:
         self.max_bytes = max_bytes
         self.log_rejected = log_rejected
         self._lock = threading.Lock()
+        #: called from the writer thread as on_error(stream, reason) for every lost record
+        #: (the service counts them in /metrics as botify_eventlog_errors_total)
+        self.on_error: Callable[[str, str], None] | None = None
         self._reset()
         _instances.add(self)
 
@@ -173,6 +177,14 @@ class EventLog:
 
     # ------------------------------------------------------------ writer thread
 
+    def _error(self, stream: str, reason: str) -> None:
+        self.errors += 1
+        if self.on_error is not None:
+            try:
+                self.on_error(stream, reason)
+            except Exception:  # counting must never stop the writer
+                log.exception("event-log error hook failed")
+
     def _run(self) -> None:
         q = self._queue
         streams = self._streams
@@ -199,14 +211,15 @@ class EventLog:
                 try:
                     pending[kind].append(dumps(payload, option=orjson.OPT_APPEND_NEWLINE))
                 except TypeError as exc:  # a record that cannot be serialised: keep the writer alive
-                    self.errors += 1
+                    self._error(kind, "not_serialisable")
                     log.error("event not serialisable, dropped: %s", exc)
             for kind, lines in pending.items():
                 if lines:
                     try:
                         streams[kind].write(lines)
                     except OSError as exc:
-                        self.errors += 1
+                        for _ in lines:
+                            self._error(kind, "write_failed")
                         log.error("cannot write %s log: %s", kind, exc)
             for w in waiters:
                 w.set()

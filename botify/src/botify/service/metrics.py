@@ -1,33 +1,43 @@
-"""Prometheus metrics that add up across worker processes.
+"""Prometheus metrics of the service, summed over a server's worker processes.
 
-Each process counts in plain dicts (a request costs a few dict updates) and
-a daemon thread drops a JSON snapshot of its totals into `metrics_dir` about
-once a second (write to a temp file, then rename: readers never see half a
-file). `GET /metrics` sums the snapshots of all processes that share this
-process's parent (the workers of one gunicorn/granian server) plus its own
-live numbers, and renders the Prometheus text format.
+Built on prometheus_client. Under `python -m botify serve` the master sets
+PROMETHEUS_MULTIPROC_DIR (a fresh directory per server run, see
+botify.service.server) before any worker forks: every worker then counts in
+its own memory-mapped files and `GET /metrics`, whichever worker answers,
+sums the files of all workers, the dead ones included. So a counter never
+goes backwards, neither when a worker dies and is respawned nor between two
+scrapes served by different workers a moment apart. Without that variable (an
+app built in a test, `flask run`) each `Metrics` keeps its own in-process
+registry.
 
-Why not prometheus_client's multiprocess mode: it needs an environment
-variable set before import and a directory wiped by the server at every
-start; the parent-pid grouping here tolerates stale files of earlier runs
-and keeps the totals of workers that were restarted.
+The call sites name a family and pass label values as a tuple
+(`metrics.inc("botify_fallbacks_total", (recommender, reason))`); the labelled
+children are cached so the hot path pays one dict lookup and the value update.
 """
 
 from __future__ import annotations
 
-import bisect
-import contextlib
 import logging
 import os
-import threading
-import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import orjson
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 log = logging.getLogger("botify.service.metrics")
+
+#: the environment variable that switches prometheus_client to its multiprocess mode
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -62,168 +72,100 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "botify_reloads_total": (
         "counter", "Live reloads of experiments or tables, by what and outcome.", ("what", "outcome"),
     ),
+    "botify_eventlog_errors_total": (
+        "counter", "Event-log records the writer thread lost (not serialisable, or the write failed).",
+        ("stream", "reason"),
+    ),
 }
 
 
+def multiprocess_dir() -> Path | None:
+    """The shared metrics directory of this server run, or None (single-process mode)."""
+    raw = os.environ.get(MULTIPROC_ENV)
+    return Path(raw) if raw else None
+
+
+def _ensure_value_class() -> None:
+    """Make prometheus_client honour PROMETHEUS_MULTIPROC_DIR even if it was imported first.
+
+    Why: prometheus_client picks its value class once, when `prometheus_client.values`
+    is imported. botify.service.server sets the variable before importing the app, but
+    a process that imported prometheus_client earlier (a test harness, an embedding
+    application) would otherwise count in process memory only, and /metrics would show
+    one worker's numbers. `values.get_value_class()` is the function the library itself
+    uses for that choice.
+    """
+    if multiprocess_dir() is not None and values.ValueClass is values.MutexValue:
+        values.ValueClass = values.get_value_class()
+
+
 class Metrics:
-    """Counters and histograms of one process, summed with its siblings on render."""
+    """The service's counters and histograms (see the module docstring)."""
 
-    def __init__(self, directory: Path | None, interval: float = 1.0) -> None:
-        self.directory = Path(directory) if directory is not None else None
-        self.interval = interval
-        self._lock = threading.Lock()
-        self._data_lock = threading.Lock()
-        self._reset()
-        os.register_at_fork(after_in_child=self._after_fork)
+    def __init__(self) -> None:
+        _ensure_value_class()
+        self.directory = multiprocess_dir()
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._families: dict[str, Counter | Histogram] = {}
+        for name, (kind, help_, labels) in FAMILIES.items():
+            if kind == "counter":
+                self._families[name] = Counter(name, help_, labels, registry=self.registry)
+            else:
+                self._families[name] = Histogram(
+                    name, help_, labels, buckets=LATENCY_BUCKETS, registry=self.registry
+                )
+        # (family, label values) -> the labelled child's bound inc/observe
+        self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
 
-    def _reset(self) -> None:
-        self.counters: dict[str, dict[tuple[str, ...], float]] = {}
-        # histogram: labels -> [bucket counts..., +Inf count, sum]
-        self.histograms: dict[str, dict[tuple[str, ...], list[float]]] = {}
-        self._pid: int | None = None
-        self._thread: threading.Thread | None = None
-        self._dirty = False
-
-    def _after_fork(self) -> None:
-        self._lock = threading.Lock()
-        self._data_lock = threading.Lock()
-        self._reset()
-
-    # ------------------------------------------------------------ recording
+    def _child(self, name: str, labels: tuple[str, ...], method: str) -> Any:
+        child = getattr(self._families[name].labels(*labels), method)
+        if len(self._children) < 10_000:  # label values are bounded; this is a safety net
+            self._children[(name, labels)] = child
+        return child
 
     def inc(self, name: str, labels: tuple[str, ...], value: float = 1.0) -> None:
-        with self._data_lock:
-            fam = self.counters.setdefault(name, {})
-            fam[labels] = fam.get(labels, 0.0) + value
-        self._touch()
+        """Add `value` to the counter `name` with these label values."""
+        fn = self._children.get((name, labels))
+        if fn is None:
+            fn = self._child(name, labels, "inc")
+        fn(value)
 
     def observe(self, name: str, labels: tuple[str, ...], seconds: float) -> None:
-        with self._data_lock:
-            fam = self.histograms.setdefault(name, {})
-            h = fam.get(labels)
-            if h is None:
-                h = fam[labels] = [0.0] * (len(LATENCY_BUCKETS) + 2)
-            h[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
-            h[-1] += seconds
-        self._touch()
+        """Record one duration in the histogram `name`."""
+        fn = self._children.get((name, labels))
+        if fn is None:
+            fn = self._child(name, labels, "observe")
+        fn(seconds)
 
-    def _touch(self) -> None:
-        self._dirty = True
-        if self._thread is None and self.directory is not None:  # reset after a fork
-            self._start()
-
-    # ------------------------------------------------------------ snapshots
-
-    def _start(self) -> None:
-        with self._lock:
-            if self._pid == os.getpid():
-                return
-            self._pid = os.getpid()
-            self._thread = threading.Thread(target=self._run, name="botify-metrics", daemon=True)
-            self._thread.start()
-
-    def _snapshot_path(self) -> Path:
-        assert self.directory is not None
-        return self.directory / f"{os.getppid()}-{os.getpid()}.json"
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._data_lock:
-            return self._snapshot_unlocked()
-
-    def _snapshot_unlocked(self) -> dict[str, Any]:
-        return {
-            "counters": {n: [[list(k), v] for k, v in fam.items()] for n, fam in list(self.counters.items())},
-            "histograms": {
-                n: [[list(k), v] for k, v in fam.items()] for n, fam in list(self.histograms.items())
-            },
-        }
-
-    def write_snapshot(self) -> None:
-        """Atomically replace this process's snapshot file."""
+    def render(self) -> bytes:
+        """Prometheus text exposition: all workers of this server run, summed."""
         if self.directory is None:
-            return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        path = self._snapshot_path()
-        tmp = path.with_suffix(".tmp")
-        data = orjson.dumps(self.snapshot())
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(self.interval)
-            if self._dirty:
-                self._dirty = False
-                try:
-                    self.write_snapshot()
-                except OSError as exc:
-                    log.warning("cannot write metrics snapshot: %s", exc)
-
-    # ------------------------------------------------------------ render
-
-    def _siblings(self) -> Iterable[dict[str, Any]]:
-        if self.directory is None or not self.directory.is_dir():
-            return []
-        prefix = f"{os.getppid()}-"
-        mine = f"{os.getppid()}-{os.getpid()}.json"
-        out = []
-        for p in self.directory.glob(f"{prefix}*.json"):
-            if p.name == mine:
-                continue
-            with contextlib.suppress(OSError, orjson.JSONDecodeError):
-                out.append(orjson.loads(p.read_bytes()))
-        return out
-
-    def render(self) -> str:
-        """Prometheus text exposition of this server's processes, summed."""
-        counters: dict[str, dict[tuple[str, ...], float]] = {}
-        hists: dict[str, dict[tuple[str, ...], list[float]]] = {}
-        for snap in [self.snapshot(), *self._siblings()]:
-            for name, rows in snap.get("counters", {}).items():
-                fam = counters.setdefault(name, {})
-                for labels, value in rows:
-                    key = tuple(labels)
-                    fam[key] = fam.get(key, 0.0) + value
-            for name, rows in snap.get("histograms", {}).items():
-                fam_h = hists.setdefault(name, {})
-                for labels, values in rows:
-                    key = tuple(labels)
-                    cur = fam_h.get(key)
-                    if cur is None:
-                        fam_h[key] = list(values)
-                    else:
-                        for i, v in enumerate(values):
-                            cur[i] += v
-        lines: list[str] = []
-        for name, (kind, help_, label_names) in FAMILIES.items():
-            lines.append(f"# HELP {name} {help_}")
-            lines.append(f"# TYPE {name} {kind}")
-            if kind == "counter":
-                for labels, value in sorted(counters.get(name, {}).items()):
-                    lines.append(f"{name}{_fmt_labels(label_names, labels)} {_num(value)}")
-            else:
-                for labels, values in sorted(hists.get(name, {}).items()):
-                    cumulative = 0.0
-                    for bound, count in zip((*LATENCY_BUCKETS, float("inf")), values[:-1], strict=True):
-                        cumulative += count
-                        le = "+Inf" if bound == float("inf") else repr(bound)
-                        lines.append(
-                            f"{name}_bucket{_fmt_labels((*label_names, 'le'), (*labels, le))} {_num(cumulative)}"
-                        )
-                    lines.append(f"{name}_sum{_fmt_labels(label_names, labels)} {values[-1]!r}")
-                    lines.append(f"{name}_count{_fmt_labels(label_names, labels)} {_num(cumulative)}")
-        return "\n".join(lines) + "\n"
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(self.directory))
+        return generate_latest(registry)
 
 
-def _num(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else repr(v)
+def prepare_multiprocess_dir(path: Path) -> Path:
+    """Create an empty metrics directory for a new server run and point the environment at it.
+
+    Called by the server master before any worker forks (and before the app is
+    imported). Files of an earlier run in the same directory would be summed into
+    this run's counters, so the directory is emptied first.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    for f in path.glob("*.db"):
+        f.unlink(missing_ok=True)
+    os.environ[MULTIPROC_ENV] = str(path)
+    return path
 
 
-def _escape(v: str) -> str:
-    return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def mark_process_dead(pid: int) -> None:
+    """Bookkeeping for a worker that exited (prometheus_client's multiprocess contract).
 
-
-def _fmt_labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
-    if not names:
-        return ""
-    return "{" + ",".join(f'{n}="{_escape(str(v))}"' for n, v in zip(names, values, strict=True)) + "}"
+    Its counters and histograms stay in the sum (that is what keeps them monotonic);
+    only live gauges would be dropped.
+    """
+    directory = multiprocess_dir()
+    if directory is not None:
+        multiprocess.mark_process_dead(pid, str(directory))

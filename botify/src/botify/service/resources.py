@@ -1,8 +1,12 @@
 """Flask-RESTful resources: the COMPAT endpoints plus health, metrics, OpenAPI.
 
-Answers are built with orjson into plain `Response` objects (no
-representation round trip); every error, including Flask's own 404/405,
-leaves as {"error": ..., "message": ...} through `BotifyApi.handle_error`.
+Resources return plain data (a dict, or a dict and a status) and the Api's
+`application/json` representation serialises it with orjson; only the two
+bodies that are not built from a dict (the Prometheus text of /metrics and the
+prebuilt OpenAPI document) are `Response` objects. Every error, Flask's own
+404/405 included, leaves as {"error": ..., "message": ...} through
+`BotifyApi.handle_error`. Each resource gets the process's Service at
+construction (`resource_class_kwargs`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 import orjson
 from botify.service.core import RedisUnavailable, Service
 from botify.service.errors import ApiError, error_response
+from botify.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from botify.service.validation import MAX_BODY_BYTES, parse_listen, parse_track_id, parse_user
 from flask import Flask, Response, request
 from flask_restful import Api, Resource
@@ -24,30 +29,33 @@ log = logging.getLogger("botify.service.resources")
 JSON = "application/json"
 
 
-def _json(obj: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(obj), status=status, mimetype=JSON)
+def output_json(data: Any, code: int, headers: dict[str, str] | None = None) -> Response:
+    """The Api's `application/json` representation: orjson instead of the stdlib json.
 
-
-def _service() -> Service:
-    from flask import current_app
-
-    return current_app.extensions["botify"]
+    A `Response` with its content type given, rather than flask.make_response: that
+    one looks up the app through a proxy and derives the content type and charset
+    per answer (measured 2026-12-02: ~10 us of a ~300 us /next, bench/service_overrides.py).
+    """
+    return Response(orjson.dumps(data), code, headers, content_type=JSON)
 
 
 class _Resource(Resource):
-    """One instance per endpoint, not per request: the resources keep no request state."""
+    """One instance per endpoint, not per request (the resources keep no request state)."""
 
     init_every_request = False
 
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
 
 class Root(_Resource):
-    def get(self) -> Response:
-        return _json({"status": "alive", "message": "botify recommender service"})
+    def get(self) -> dict[str, str]:
+        return {"status": "alive", "message": "botify recommender service"}
 
 
 class Track(_Resource):
-    def get(self, track: str) -> Response:
-        service = _service()
+    def get(self, track: str) -> dict[str, Any]:
+        service = self.service
         track_id = parse_track_id(track)
         if track_id not in service.catalog:
             raise ApiError(404, "track_not_found", f"no track {track_id} in the catalog")
@@ -57,7 +65,7 @@ class Track(_Resource):
             raise ApiError(503, "unavailable", "track metadata store (Redis) is unreachable") from None
         if raw is None:
             raise ApiError(503, "unavailable", "catalog not (yet) loaded in Redis")
-        return Response(raw, status=200, mimetype=JSON)
+        return orjson.loads(raw)
 
 
 T0_KEY = "botify.t0"  # WSGI environ key: perf_counter() when the request reached the app
@@ -86,65 +94,53 @@ def _read_body(environ: dict[str, Any]) -> bytes:
     return body
 
 
-class _Listen(_Resource):
-    """Shared by /next and /last: the service comes in at construction (no current_app lookup)."""
-
-    def __init__(self, service: Service) -> None:
-        self.service = service
-
-
-class Next(_Listen):
-    def post(self, user: str) -> Response:
+class Next(_Resource):
+    def post(self, user: str) -> dict[str, int]:
         service = self.service
         environ = request.environ
         uid = parse_user(user)
         track, time_ = parse_listen(_read_body(environ), service.catalog_size)
         rec, _event = service.next(uid, track, time_, environ.get(T0_KEY) or time.perf_counter())
-        return _fast_json(b'{"user":%d,"track":%d}' % (uid, rec))
+        return {"user": uid, "track": rec}
 
 
-class Last(_Listen):
-    def post(self, user: str) -> Response:
+class Last(_Resource):
+    def post(self, user: str) -> dict[str, int]:
         service = self.service
         environ = request.environ
         uid = parse_user(user)
         track, time_ = parse_listen(_read_body(environ), service.catalog_size)
         service.last(uid, track, time_, environ.get(T0_KEY) or time.perf_counter())
-        return _fast_json(b'{"user":%d}' % uid)
-
-
-def _fast_json(body: bytes) -> Response:
-    """A 200 JSON answer; an explicit content type skips werkzeug's mimetype/charset work (7.5 -> 4.9 us)."""
-    return Response(body, 200, content_type=JSON)
+        return {"user": uid}
 
 
 class Health(_Resource):
-    def get(self) -> Response:
-        ready, body = _service().health()
-        return _json(body, 200 if ready else 503)
+    def get(self) -> tuple[dict[str, Any], int]:
+        ready, body = self.service.health()
+        return body, 200 if ready else 503
 
 
 class Live(_Resource):
-    def get(self) -> Response:
-        return _json({"status": "alive"})
+    def get(self) -> dict[str, str]:
+        return {"status": "alive"}
 
 
 class Metrics(_Resource):
     def get(self) -> Response:
-        return Response(_service().metrics.render(), status=200, mimetype="text/plain; version=0.0.4")
+        return Response(self.service.metrics.render(), status=200, content_type=METRICS_CONTENT_TYPE)
 
 
 class Experiments(_Resource):
-    def get(self) -> Response:
-        exps = _service().experiments.get()
-        return _json({"experiments": exps.describe(), "default": exps.default})
+    def get(self) -> dict[str, Any]:
+        exps = self.service.experiments.get()
+        return {"experiments": exps.describe(), "default": exps.default}
 
 
 class Assignment(_Resource):
-    def get(self, user: str) -> Response:
+    def get(self, user: str) -> dict[str, Any]:
         uid = parse_user(user)
-        arms, serving, _e, _a = _service().experiments.get().assign(uid)
-        return _json({"user": uid, "experiments": arms, "recommender": serving})
+        arms, serving, _e, _a = self.service.experiments.get().assign(uid)
+        return {"user": uid, "experiments": arms, "recommender": serving}
 
 
 class OpenApi(_Resource):
@@ -184,7 +180,9 @@ class BotifyApi(Api):
 
 
 def _log_rejected(status: int, error: str, message: str) -> None:
-    service: Service = _service()
+    from flask import current_app
+
+    service: Service = current_app.extensions["botify"]
     service.metrics.inc("botify_rejected_requests_total", (error,))
     t0 = request.environ.get(T0_KEY)
     body = request.environ.get(BODY_KEY)
@@ -226,19 +224,28 @@ ENDPOINT_LABELS = {
 _METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
 
 
-def register_api(app: Flask, service: Service) -> BotifyApi:
-    """Mount the resources and the request timing hooks on `app`."""
-    api = BotifyApi(app, catch_all_404s=True)
-    api.add_resource(Root, "/", endpoint="root")
-    api.add_resource(Track, "/track/<track>", endpoint="track")
-    api.add_resource(Next, "/next/<user>", endpoint="next", resource_class_kwargs={"service": service})
-    api.add_resource(Last, "/last/<user>", endpoint="last", resource_class_kwargs={"service": service})
-    api.add_resource(Health, "/health", endpoint="health")
-    api.add_resource(Live, "/health/live", endpoint="live")
-    api.add_resource(Metrics, "/metrics", endpoint="metrics")
-    api.add_resource(Experiments, "/experiments", endpoint="experiments")
-    api.add_resource(Assignment, "/experiments/<user>", endpoint="assignment")
-    api.add_resource(OpenApi, "/openapi.json", endpoint="openapi")
+ROUTES: list[tuple[type[_Resource], str, str]] = [
+    (Root, "/", "root"),
+    (Track, "/track/<track>", "track"),
+    (Next, "/next/<user>", "next"),
+    (Last, "/last/<user>", "last"),
+    (Health, "/health", "health"),
+    (Live, "/health/live", "live"),
+    (Metrics, "/metrics", "metrics"),
+    (Experiments, "/experiments", "experiments"),
+    (Assignment, "/experiments/<user>", "assignment"),
+    (OpenApi, "/openapi.json", "openapi"),
+]
+
+
+def register_api(app: Flask) -> BotifyApi:
+    """Register botify's Api on `app` (whose Service `init_app` attached), with the timing hooks."""
+    service: Service = app.extensions["botify"]
+    api = BotifyApi(catch_all_404s=True)
+    api.representation(JSON)(output_json)
+    for resource, url, endpoint in ROUTES:
+        api.add_resource(resource, url, endpoint=endpoint, resource_class_kwargs={"service": service})
+    api.init_app(app)
 
     perf = time.perf_counter
     metrics = service.metrics

@@ -490,6 +490,78 @@ def _repeat_stop_signal(server: Any) -> None:
     server._stop_workers = stop_workers
 
 
+def prepare_metrics_dir(base: Path) -> Path:
+    """A fresh prometheus_client multiprocess directory for this server run (env var set).
+
+    One subdirectory per master pid under `base`, so two servers sharing a run dir
+    never sum each other's workers; those of masters no longer alive are removed.
+    """
+    import shutil
+
+    from botify.service.metrics import prepare_multiprocess_dir
+
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        for old in base.glob("server-*"):
+            pid = old.name.removeprefix("server-")
+            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+                shutil.rmtree(old, ignore_errors=True)
+        return prepare_multiprocess_dir(base / f"server-{os.getpid()}")
+    except OSError as exc:
+        raise StartupError(f"metrics dir {base} (under the run dir) is not writable: {_reason(exc)}") from None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _mark_dead_workers(server: Any) -> None:
+    """Tell prometheus_client about every worker granian stops or replaces (its multiprocess contract).
+
+    Wraps granian's `_stop_workers` and `_respawn_workers` (the only places where its
+    master ends workers): after each, the workers that ended get `mark_process_dead`.
+    Their counters stay in the sums; only live gauges would be dropped.
+    """
+    from botify.service.metrics import mark_process_dead
+
+    def pids() -> dict[int, Any]:
+        out = {}
+        for w in list(getattr(server, "wrks", [])):
+            pid = getattr(getattr(w, "inner", None), "pid", None)
+            if pid is not None:
+                out[pid] = w
+        return out
+
+    def after(before: dict[int, Any]) -> None:
+        for pid, w in before.items():
+            try:
+                alive = w.is_alive()
+            except (OSError, ValueError, AssertionError):
+                alive = False
+            if not alive:
+                mark_process_dead(pid)
+
+    for attr in ("_stop_workers", "_respawn_workers"):
+        original = getattr(server, attr, None)
+        if original is None:
+            continue
+
+        def wrapped(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            before = pids()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                after(before)
+
+        setattr(server, attr, wrapped)
+
+
 def _raise_exit(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)
 
@@ -503,7 +575,11 @@ def run(settings: Settings, options: ServerOptions | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_exit)
     signal.signal(signal.SIGINT, _raise_exit)
     embedded = None
+    metrics_dir: Path | None = None
     try:
+        # Before the app (and prometheus_client) is imported: the workers' metrics go to
+        # files of this run, summed by /metrics (botify.service.metrics).
+        metrics_dir = prepare_metrics_dir(settings.metrics_path)
         # Importing the factory first turns a broken install into one line, not N.
         import_factory(options.app_factory)
         if options.drain_seconds is None:
@@ -534,6 +610,7 @@ def run(settings: Settings, options: ServerOptions | None = None) -> int:
             t_load = time.monotonic()
             n = load_catalog_once(settings, catalog)
             log.info("catalog %s: %d tracks in Redis (%.2f s)", settings.catalog, n, time.monotonic() - t_load)
+        log.debug("worker metrics in %s", metrics_dir)
         log.info(
             "serving on http://%s:%d with %d worker(s) x %d thread(s) (granian wsgi); ready to fork after %.2f s",
             settings.host, settings.port, settings.workers, options.threads, time.monotonic() - t0,
@@ -549,9 +626,20 @@ def run(settings: Settings, options: ServerOptions | None = None) -> int:
         if embedded is not None:
             embedded.stop()
             log.info("embedded Redis stopped")
+        if metrics_dir is not None:  # this run's worker metrics end with it
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
-def _serve_granian(settings: Settings, options: ServerOptions, catalog: Catalog | None) -> int:
+def build_granian_server(settings: Settings, options: ServerOptions) -> Any:
+    """The granian server `serve` runs, with botify's stop handling hooked into its master.
+
+    Public granian interface for everything except the two hooks (`_repeat_stop_signal`,
+    `_mark_dead_workers`) and the worker's drain (`_install_drain`): granian has no
+    public per-worker stop hook. botify/tests/service/test_granian_internals.py checks
+    each of them against the real objects of the pinned granian version.
+    """
     from granian.constants import HTTPModes, Interfaces
     from granian.log import LogLevels
     from granian.server import Server
@@ -571,9 +659,15 @@ def _serve_granian(settings: Settings, options: ServerOptions, catalog: Catalog 
         log_access=options.access_log,
         workers_kill_timeout=WORKER_KILL_TIMEOUT,
     )
+    _repeat_stop_signal(server)
+    _mark_dead_workers(server)
+    return server
+
+
+def _serve_granian(settings: Settings, options: ServerOptions, catalog: Catalog | None) -> int:
+    server = build_granian_server(settings, options)
     global _GRANIAN_SERVER
     _GRANIAN_SERVER = server
-    _repeat_stop_signal(server)
     # Pre-fork: the master's heap (imports, parsed catalog) is shared copy-on-write with
     # the workers; frozen objects are never traversed by the GC, so those pages stay shared.
     gc.collect()

@@ -59,7 +59,7 @@ class Settings:
 
     @property
     def metrics_path(self) -> Path:
-        """Where worker processes drop their metric snapshots for /metrics to sum."""
+        """Parent of each server run's prometheus_client multiprocess directory (botify.service.metrics)."""
         return self.metrics_dir if self.metrics_dir is not None else self.run_dir / "metrics"
 
     @classmethod
