@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from botify.analysis import stats
+from botify.analysis import verdict as vd
 from botify.analysis.logs import EXP_PREFIX, LoadReport, read_events
 from botify.analysis.sessions import sessionize
 
@@ -115,6 +116,10 @@ class AbResult:
     warnings: list[str] = field(default_factory=list)
     load_report: LoadReport | None = None
     previous_load_report: LoadReport | None = None
+    health: pd.DataFrame | None = None  # per arm: share of answers from a fallback
+    configured: vd.Configured | None = None  # arms and shares from the service's snapshot
+    srm_threshold: float = 0.001
+    verdict: vd.Verdict | None = None  # the gate's decision (botify.analysis.verdict)
 
     def to_dict(self) -> dict[str, Any]:
         def rows(df: pd.DataFrame | None) -> list[dict[str, Any]] | None:
@@ -135,7 +140,13 @@ class AbResult:
             "ratios": rows(self.ratios),
             "cuped": rows(self.cuped),
             "power": rows(self.power),
-            "srm": {k: _jsonable(v) for k, v in self.srm.to_dict().items()},
+            "srm": {
+                **{k: _jsonable(v) for k, v in self.srm.to_dict().items()},
+                "threshold": self.srm_threshold,
+                "shares": None if self.configured is None else self.configured.shares,
+            },
+            "serving_health": rows(self.health),
+            "verdict": self.verdict.to_dict() if self.verdict else None,
             "unfinished_sessions": self.unfinished_sessions,
             "warnings": self.warnings,
             "logs": self.load_report.to_dict() if self.load_report else None,
@@ -412,8 +423,14 @@ def analyze(
     mde_target: float | None = None,
     power: float = 0.8,
     srm_threshold: float = 0.001,
+    configured: vd.Configured | None = None,
+    gate: vd.Gate | None = None,
 ) -> AbResult:
     """A/B analysis of one experiment on loaded events (see module docstring).
+
+    `configured` (from `verdict.read_config_snapshots` beside the logs) gives the
+    shares the SRM check tests against when `shares` is not given, and the arms
+    that must have been served; `gate` sets the verdict's thresholds.
 
     Raises AbError when the experiment or its control arm is absent, or no
     treatment arm has users. Degenerate arms (fewer than 2 users) are warned
@@ -439,6 +456,8 @@ def analyze(
     per_code = np.bincount(pairs["arm"].to_numpy(), minlength=len(names))
     users_by_arm = {names[i]: int(k) for i, k in enumerate(per_code) if k > 0}
     n_multi = int(len(pairs) - pairs["user"].nunique())
+    if shares is None and configured is not None:
+        shares = configured.shares
     arms, treatments, srm = check_arms(
         users_by_arm, experiment, control, n_multi, shares, srm_threshold, warnings
     )
@@ -476,7 +495,7 @@ def analyze(
         else:
             cuped = _cuped(u, previous_events, control, treatments, METRICS, alpha, warnings)
     pw = power_table(per_arm, control, treatments, METRICS, alpha, power, mde_target)
-    return AbResult(
+    res = AbResult(
         experiment=experiment,
         control=control,
         arms=arms,
@@ -492,7 +511,36 @@ def analyze(
         power=pw,
         unfinished_sessions=sz.n_unfinished,
         warnings=warnings,
+        health=vd.serving_health(events, col),
+        configured=configured,
+        srm_threshold=srm_threshold,
     )
+    return attach_verdict(res, gate, mde_target, power)
+
+
+def attach_verdict(
+    res: AbResult, gate: vd.Gate | None = None, mde_target: float | None = None, power: float = 0.8
+) -> AbResult:
+    """Run the verdict gate on a result (either engine); its size warnings stay in `res.verdict`."""
+    g = gate or vd.Gate(alpha=res.alpha, power=power)
+    if mde_target is not None and gate is None:
+        g = vd.Gate(alpha=res.alpha, power=power, target=mde_target)
+    treatments = [a for a in res.arms if a != res.control and a in set(res.table.get("treatment", []))]
+    res.verdict = vd.decide(
+        table=res.table,
+        control=res.control,
+        treatments=treatments,
+        users_per_arm=res.users_per_arm,
+        srm_mismatch=res.srm.mismatch,
+        srm_p=res.srm.p_value,
+        srm_threshold=res.srm_threshold,
+        served=dict(zip(res.srm.arms, res.srm.observed, strict=True)),
+        health=res.health,
+        configured=res.configured,
+        power=res.power,
+        gate=g,
+    )
+    return res
 
 
 def analyze_logs(
@@ -506,6 +554,8 @@ def analyze_logs(
     """read_events + analyze, carrying the load reports into the result."""
     loaded = read_events(logs)
     prev = read_events(previous_logs) if previous_logs is not None else None
+    if "configured" not in kw:
+        kw["configured"] = vd.configured_experiment(vd.read_config_snapshots(logs), experiment)
     res = analyze(
         loaded.events,
         experiment,
@@ -527,6 +577,7 @@ __all__ = [
     "AbResult",
     "analyze",
     "analyze_logs",
+    "attach_verdict",
     "check_arms",
     "cuped_table",
     "power_table",

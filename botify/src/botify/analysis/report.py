@@ -85,12 +85,44 @@ def _effects_table(
     return t
 
 
+_VERDICT_STYLE = {"ship": "bold white on green", "don't ship": "bold", "invalid": "bold white on red"}
+
+
+def verdict_lines(res: AbResult) -> list[str]:
+    """The gate's decision as plain lines: headline, reasons, size warnings."""
+    v = res.verdict
+    if v is None:
+        return []
+    out = [f"VERDICT: {v.decision.upper()}" + (f" {v.arm}" if v.arm else "")
+           + f" (on {v.gate.primary}; Holm across arms x metrics at alpha {v.gate.alpha:g})"]  # fmt: skip
+    out += [f"- {r}" for r in v.reasons]
+    out += [f"- warning: {w}" for w in v.warnings]
+    return out
+
+
 def print_terminal(res: AbResult, console: Console | None = None) -> None:
-    """Rich tables for a terminal; warnings first and loud."""
+    """Rich tables for a terminal; warnings first and loud, the gate's verdict last."""
     con = console or Console()
     for w in res.warnings:
         style = "bold white on red" if "MISMATCH" in w else "bold yellow"
         con.print(Panel(w, style=style))
+    _print_body(res, con)
+    if res.health is not None and len(res.health):
+        parts = []
+        for r in res.health.to_dict(orient="records"):
+            share = r["fallback_share"]
+            txt = f"{r['arm']} {share * 100:.1f}%"
+            if r["fallback_answers"]:
+                txt += f" ({r['fallback_recommender']}, {r['fallback_reason']})"
+            parts.append(txt)
+        con.print("answers from a fallback: " + ", ".join(parts))
+    lines = verdict_lines(res)
+    if lines:
+        style = _VERDICT_STYLE.get(res.verdict.decision if res.verdict else "", "bold")
+        con.print(Panel("\n".join(lines), style=style))
+
+
+def _print_body(res: AbResult, con: Console) -> None:
     users = ", ".join(f"{a}: {n}" for a, n in res.users_per_arm.items())
     con.print(
         f"[bold]{res.experiment}[/] control={res.control} users with finished sessions: {users}; "
@@ -217,6 +249,7 @@ th{background:#f3f3f3} td.l{text-align:left}
 .pos{color:#187a2f}.neg{color:#b3261e}.sig{font-weight:bold;background:#e7f5ea}
 .warn{background:#fff3cd;border:1px solid #e0c060;padding:8px;margin:6px 0}
 .alarm{background:#b3261e;color:white;font-weight:bold;padding:10px;margin:6px 0}
+.ship{background:#e7f5ea;border:2px solid #187a2f;padding:10px;margin:6px 0}
 img{max-width:100%}
 """
 
@@ -262,6 +295,15 @@ def render_html(res: AbResult) -> str:
     for w in res.warnings:
         cls = "alarm" if "MISMATCH" in w else "warn"
         parts.append(f'<div class="{cls}">{e(w)}</div>')
+    if res.verdict is not None:
+        v = res.verdict
+        lines = verdict_lines(res)
+        cls = "alarm" if v.decision == "invalid" else "ship" if v.decision == "ship" else "warn"
+        parts.append(f'<div class="{cls}" id="verdict"><b>{e(lines[0])}</b><ul>'
+                     + "".join(f"<li>{e(x[2:])}</li>" for x in lines[1:]) + "</ul></div>")  # fmt: skip
+    if res.health is not None and len(res.health):
+        parts.append("<h3>Serving health (answers from a fallback, per arm)</h3>")
+        parts.append(res.health.to_html(index=False, float_format=lambda x: f"{x:.4g}"))
     s = res.srm
     parts.append(
         f"<p>Sample-ratio check: users {dict(zip(s.arms, s.observed, strict=True))}, "
@@ -307,4 +349,4 @@ def write_html(res: AbResult, path: str | Path) -> Path:
 
 
 __all__ = ["plot_effects", "plot_session_lengths", "plot_timeline", "print_terminal", "render_html",
-           "write_html"]  # fmt: skip
+           "verdict_lines", "write_html"]  # fmt: skip

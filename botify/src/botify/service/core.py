@@ -155,6 +155,7 @@ class Service:
             settings.reload_interval,
             on_reload=self._on_experiments_reload,
         )
+        self._snapshot_config()
         #: set on SIGTERM (botify.service.server): /health says 503 and answers close their connection
         self.draining = False
         self._down_until = 0.0
@@ -175,8 +176,15 @@ class Service:
             self._mark_down(exc, "startup")
             log.warning("Redis unreachable at start (%s): serving fallbacks until it is back", exc)
 
+    def _snapshot_config(self) -> None:
+        """The live experiments (arms, recommenders, shares) beside the event log, for the A/B gate."""
+        desc = self.experiments.current.describe()
+        self.eventlog.config({"timestamp": int(time.time() * 1000), "experiments": desc})
+
     def _on_experiments_reload(self, what: str, outcome: str) -> None:
         self.metrics.inc("botify_reloads_total", (what, outcome))
+        if outcome == "ok":
+            self._snapshot_config()
         self._next_refresh = 0.0  # new instances may read tables not watched yet: look now
 
     # ------------------------------------------------------------ redis guard

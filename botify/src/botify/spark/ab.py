@@ -19,6 +19,7 @@ import pandas as pd
 
 from botify.analysis import ab as emb
 from botify.analysis import stats
+from botify.analysis import verdict as vd
 from botify.spark import sessions as ssess
 from botify.spark.logs import SparkLoaded, arm, read_events
 
@@ -128,6 +129,8 @@ def analyze(
     mde_target: float | None = None,
     power: float = 0.8,
     srm_threshold: float = 0.001,
+    configured: vd.Configured | None = None,
+    gate: vd.Gate | None = None,
 ) -> emb.AbResult:
     """`botify.analysis.ab.analyze` on Spark-loaded events: same arguments, same AbResult.
 
@@ -163,9 +166,20 @@ def analyze(
     n_users = int(total[0]["n"]) if total else 0
     n_multi = int(sum(users_by_arm.values()) - n_users)
     span = (total[0]["lo"], total[0]["hi"]) if total else (None, None)
+    if shares is None and configured is not None:
+        shares = configured.shares
     arms, treatments, srm = emb.check_arms(
         users_by_arm, experiment, control, n_multi, shares, srm_threshold, warnings
     )
+
+    # Serving health: `next` answers per (arm, who answered, fallback reason), a few rows.
+    counts = (
+        ev.filter(sf.col("message") == "next")
+        .groupBy("arm", "recommender", "fallback")
+        .agg(sf.count(sf.lit(1)).alias("n"))
+        .toPandas()
+    )
+    health = vd.health_from_counts(counts.astype(object).where(counts.notna(), None))
 
     sess = ssess.sessions(ssess.sessionize(ev), sf.col("arm")).persist(
         StorageLevel.MEMORY_AND_DISK
@@ -230,10 +244,13 @@ def analyze(
         power=pw,
         unfinished_sessions=unfinished,
         warnings=warnings,
+        health=health,
+        configured=configured,
+        srm_threshold=srm_threshold,
     )
     res.load_report = loaded.report
     res.previous_load_report = previous.report if previous is not None else None
-    return res
+    return emb.attach_verdict(res, gate, mde_target, power)
 
 
 def analyze_logs(
@@ -248,6 +265,7 @@ def analyze_logs(
     """read_events + analyze on Spark, carrying the load reports (as `ab.analyze_logs`)."""
     loaded = read_events(spark, logs)
     prev = read_events(spark, previous_logs) if previous_logs is not None else None
+    kw.setdefault("configured", vd.configured_experiment(config_snapshots(logs), experiment))
     try:
         res = analyze(loaded, experiment, control, previous=prev, **kw)
     finally:
@@ -259,4 +277,12 @@ def analyze_logs(
     return res
 
 
-__all__ = ["analyze", "analyze_logs", "timeline", "user_level"]
+def config_snapshots(logs: str | Path | Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Configuration snapshots beside local logs (remote URIs have none to read here)."""
+    paths = [logs] if isinstance(logs, str | Path) else list(logs)
+    local = [p for p in paths if "://" not in str(p) or str(p).startswith("file://")]
+    local = [str(p)[len("file://"):] if str(p).startswith("file://") else p for p in local]
+    return vd.read_configconfig_snapshots(local)
+
+
+__all__ = ["analyze", "analyze_logs", "config_snapshots", "timeline", "user_level"]
