@@ -75,11 +75,27 @@ def arm_strings(arm: pd.Series) -> np.ndarray:
 
 
 def user_level(sessions: pd.DataFrame, arm_col: str = "arm") -> pd.DataFrame:
-    """The course's per-(arm, user) table from *finished* sessions."""
-    s = sessions.loc[sessions["finished"].to_numpy()]
+    """The course's per-(arm, user) table: sums over *finished* sessions.
+
+    As the course does, a user whose sessions are all unfinished keeps a row
+    with time 0 and sessions 0; the three mean_* metrics are undefined (NaN)
+    for that row, so only they leave the user out.
+    """
+    fin = sessions["finished"].to_numpy(bool)
+    s = pd.DataFrame(
+        {
+            arm_col: sessions[arm_col],
+            "user": sessions["user"],
+            "fin": fin.astype(np.int64),
+            "tracks": np.where(fin, sessions["tracks"].to_numpy(np.int64), 0),
+            "time": np.where(fin, sessions["time"].to_numpy(np.float64), 0.0),
+            "latency_sum": np.where(fin, sessions["latency_sum"].to_numpy(np.float64), 0.0),
+            "latency_n": np.where(fin, sessions["latency_n"].to_numpy(np.int64), 0),
+        }
+    )
     g = s.groupby([arm_col, "user"], observed=True, sort=True)
     u = g.agg(
-        sessions=("session_id", "size"),
+        sessions=("fin", "sum"),
         tracks=("tracks", "sum"),
         time=("time", "sum"),
         latency_sum=("latency_sum", "sum"),
@@ -90,8 +106,8 @@ def user_level(sessions: pd.DataFrame, arm_col: str = "arm") -> pd.DataFrame:
     u["latency_ms"] = u["latency_sum"] * 1000.0
     with np.errstate(invalid="ignore", divide="ignore"):
         u["mean_request_latency"] = u["latency_ms"] / u["latency_n"]
-    u["mean_tracks_per_session"] = u["tracks"] / u["sessions"]
-    u["mean_time_per_session"] = u["time"] / u["sessions"]
+        u["mean_tracks_per_session"] = u["tracks"] / u["sessions"]
+        u["mean_time_per_session"] = u["time"] / u["sessions"]
     return u
 
 
@@ -103,7 +119,7 @@ class AbResult:
     control: str
     arms: list[str]
     alpha: float
-    users_per_arm: dict[str, int]
+    users_per_arm: dict[str, int]  # users with a row (any session), as the course counts
     table: pd.DataFrame  # course metrics: one row per (treatment, metric)
     ratios: pd.DataFrame  # delta-method pooled ratios
     srm: stats.SRM
@@ -467,12 +483,13 @@ def analyze(
     u = user_level(sess, "arm")
     per_arm = {a: u.loc[u["arm"] == a] for a in arms}
     users_per_arm = {a: len(per_arm[a]) for a in arms}
+    finished_users = {a: int((per_arm[a]["sessions"] > 0).sum()) for a in arms}
     for a in arms:
-        if users_per_arm[a] < 2 and users_by_arm.get(a, 0) > 0:
+        if 0 < users_per_arm[a] and finished_users[a] < 2:
             warnings.append(
-                f"arm {a} has {users_per_arm[a]} user(s) with a finished session: no CI"
+                f"arm {a} has {finished_users[a]} user(s) with a finished session: no CI"
             )
-    if users_per_arm[control] == 0:
+    if finished_users[control] == 0:
         raise AbError(f"control arm {control!r} has no user with a finished session")
 
     moments = {a: _moments(per_arm[a], METRICS) for a in [control, *treatments]}

@@ -125,7 +125,7 @@ def print_terminal(res: AbResult, console: Console | None = None) -> None:
 def _print_body(res: AbResult, con: Console) -> None:
     users = ", ".join(f"{a}: {n}" for a, n in res.users_per_arm.items())
     con.print(
-        f"[bold]{res.experiment}[/] control={res.control} users with finished sessions: {users}; "
+        f"[bold]{res.experiment}[/] control={res.control} users: {users}; "
         f"unfinished sessions dropped: {res.unfinished_sessions}"
     )
     srm = res.srm
@@ -288,7 +288,7 @@ def render_html(res: AbResult) -> str:
         f"<title>A/B {e(res.experiment)}</title><style>{_CSS}</style></head><body>",
         f"<h1>A/B analysis: {e(res.experiment)}</h1>",
         f"<p>control <b>{e(res.control)}</b>; arms {e(', '.join(res.arms))}; alpha {res.alpha}; "
-        f"users with finished sessions: "
+        f"users: "
         + ", ".join(f"{e(a)}={n}" for a, n in res.users_per_arm.items())
         + f"; unfinished sessions dropped: {res.unfinished_sessions}</p>",
     ]

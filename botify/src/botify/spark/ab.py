@@ -28,20 +28,22 @@ if TYPE_CHECKING:
 
 
 def user_level(sess: DataFrame, by_arm: bool = True) -> pd.DataFrame:
-    """The course's per-(arm, user) table from finished sessions, as `ab.user_level` builds it."""
+    """The course's per-(arm, user) table (sums over finished sessions), as `ab.user_level` builds it."""
     from pyspark.sql import functions as sf
 
     keys = ["arm", "user"] if by_arm else ["user"]
-    agg = (
-        sess.filter(sf.col("finished"))
-        .groupBy(*keys)
-        .agg(
-            sf.count(sf.lit(1)).alias("sessions"),
-            sf.sum("tracks").alias("tracks"),
-            sf.sum("time").alias("time"),
-            sf.sum("latency_sum").alias("latency_sum"),
-            sf.sum("latency_n").alias("latency_n"),
-        )
+    fin = sf.col("finished")
+
+    def fsum(c: str, zero: Any) -> Any:
+        return sf.sum(sf.when(fin, sf.col(c)).otherwise(sf.lit(zero)))
+
+    # Users with only unfinished sessions keep a row (time 0, sessions 0), as in the course.
+    agg = sess.groupBy(*keys).agg(
+        sf.sum(fin.cast("long")).alias("sessions"),
+        fsum("tracks", 0).alias("tracks"),
+        fsum("time", 0.0).alias("time"),
+        fsum("latency_sum", 0.0).alias("latency_sum"),
+        fsum("latency_n", 0).alias("latency_n"),
     )
     u = agg.toPandas()
     if not by_arm:
@@ -55,8 +57,8 @@ def user_level(sess: DataFrame, by_arm: bool = True) -> pd.DataFrame:
     u["latency_ms"] = u["latency_sum"] * 1000.0
     with np.errstate(invalid="ignore", divide="ignore"):
         u["mean_request_latency"] = u["latency_ms"] / u["latency_n"]
-    u["mean_tracks_per_session"] = u["tracks"] / u["sessions"]
-    u["mean_time_per_session"] = u["time"] / u["sessions"]
+        u["mean_tracks_per_session"] = u["tracks"] / u["sessions"]
+        u["mean_time_per_session"] = u["time"] / u["sessions"]
     return u
 
 
@@ -206,12 +208,13 @@ def analyze(
 
     per_arm = {a: u.loc[u["arm"] == a] for a in arms}
     users_per_arm = {a: len(per_arm[a]) for a in arms}
+    finished_users = {a: int((per_arm[a]["sessions"] > 0).sum()) for a in arms}
     for a in arms:
-        if 0 < users_per_arm[a] < 2:
+        if 0 < users_per_arm[a] and finished_users[a] < 2:
             warnings.append(
-                f"arm {a} has {users_per_arm[a]} user(s) with a finished session: no CI"
+                f"arm {a} has {finished_users[a]} user(s) with a finished session: no CI"
             )
-    if users_per_arm[control] == 0:
+    if finished_users[control] == 0:
         raise emb.AbError(f"control arm {control!r} has no user with a finished session")
 
     # The statistics: the embedded engine's own functions on the per-user table.
