@@ -204,13 +204,19 @@ def effects_table(
 
     Engine-independent: a distributed engine aggregates count, sum and sum of
     squares per (arm, metric), builds `stats.Moments.from_sums`, and gets the
-    very same rows (Welch CI, p-value, Holm across arms x metrics).
+    very same rows (Welch CI, p-value, Holm across arms x metrics). Beside the
+    course's percent interval (`lower`, `upper`: the absolute interval over the
+    control mean) each row has the delta-method relative interval
+    (`rel_lower`, `rel_upper`), which also counts the control mean's
+    uncertainty; the verdict uses the latter.
     """
     rows = []
     for arm in treatments:
         for m in metrics:
-            e = stats.welch(moments[control][m], moments[arm][m], alpha)
-            rows.append({"treatment": arm, "metric": m, **e.to_dict()})
+            c, t = moments[control][m], moments[arm][m]
+            e = stats.welch(c, t, alpha)
+            rel = stats.relative_of(c, t, alpha)
+            rows.append({"treatment": arm, "metric": m, **e.to_dict(), **rel.to_dict()})
     return holm_table(rows, alpha)
 
 
@@ -379,7 +385,8 @@ def ratio_table(
             rc = stats.Ratio.of(per_arm[control][num], per_arm[control][den])
             rt = stats.Ratio.of(per_arm[arm][num], per_arm[arm][den])
             e = stats.delta_effect(rc, rt, alpha)
-            rows.append({"treatment": arm, "metric": name, **e.to_dict()})
+            rel = stats.relative_of_ratios(rc, rt, alpha)
+            rows.append({"treatment": arm, "metric": name, **e.to_dict(), **rel.to_dict()})
     return holm_table(rows, alpha)
 
 

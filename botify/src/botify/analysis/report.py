@@ -256,7 +256,8 @@ img{max-width:100%}
 
 def _html_effects(df: pd.DataFrame, extra: list[str] | None = None) -> str:
     cols = ["treatment", "metric", "control_mean", "treatment_mean", "effect", "lower", "upper",
-            "p_value", "p_holm", "significant", "significant_holm"] + (extra or [])  # fmt: skip
+            "rel_lower", "rel_upper", "df", "p_value", "p_holm", "significant",
+            "significant_holm"] + (extra or [])  # fmt: skip
     cols = [c for c in cols if c in df.columns]
     out = ["<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"]
     for r in df.to_dict(orient="records"):
@@ -266,7 +267,7 @@ def _html_effects(df: pd.DataFrame, extra: list[str] | None = None) -> str:
             v = r[c]
             if c in ("treatment", "metric"):
                 cells.append(f'<td class="l">{html.escape(str(v))}</td>')
-            elif c in ("effect", "lower", "upper"):
+            elif c in ("effect", "lower", "upper", "rel_lower", "rel_upper"):
                 k = "pos" if v > 0 else "neg" if v < 0 else ""
                 cells.append(f'<td class="{k}">{_pct(v)}</td>')
             elif c.startswith("p_"):
