@@ -340,7 +340,7 @@ def test_cli_json_html_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[
     )  # fmt: skip
     assert rc == 0
     out = capsys.readouterr().out
-    assert "mean_time_per_session" in out and "CUPED" in out
+    assert "time/sess" in out and "CUPED" in out and "VERDICT:" in out
     data = json.loads(out_json.read_text())
     assert data["experiment"] == "EXP" and len(data["effects"]) == 5
     assert data["cuped"] and data["power"][0]["users_per_arm_needed"] > 0

@@ -228,38 +228,71 @@ def _moments(u: pd.DataFrame, metrics: Sequence[str]) -> dict[str, stats.Moments
     return out
 
 
-def _timeline(fin: pd.DataFrame, arms: list[str], points: int = 60) -> pd.DataFrame:
-    """Cumulative pooled time per session per arm, by session end time."""
-    if fin.empty:
-        return pd.DataFrame(columns=["arm", "time", "time_per_session", "sessions"])
-    end = fin["end"]
-    lo, hi = end.min(), end.max()
-    span = max((hi - lo).total_seconds(), 1.0)
-    step = max(60, int(span / points) // 60 * 60)  # whole minutes
-    bucket = lo.floor("min") + pd.to_timedelta(
-        ((end - lo.floor("min")).dt.total_seconds() // step + 1) * step, unit="s"
-    )
-    df = pd.DataFrame({"arm": arm_strings(fin["arm"]), "bucket": bucket, "time": fin["time"]})
-    g = df.groupby(["arm", "bucket"], sort=True).agg(
-        time=("time", "sum"), sessions=("time", "size")
-    )
+TIMELINE_COLUMNS = ["arm", "time", "elapsed", "time_per_session", "sessions"]
+
+
+def timeline_buckets(arm_sessions: int, points: int = 100) -> int:
+    """How many points an arm with `arm_sessions` finished sessions gets (at most one per session)."""
+    return max(1, min(points, arm_sessions))
+
+
+def timeline_from_buckets(g: pd.DataFrame, arms: list[str], first_end_ms: int) -> pd.DataFrame:
+    """Cumulative time per session per arm from per-(arm, bucket) sums (either engine).
+
+    `g` has arm, bucket, sessions, time and end_ms (the last session end in the
+    bucket). Buckets are equal shares of each arm's finished sessions in end
+    order, so the curve has resolution however short the run (a simulated day
+    of 20 s used to give one point per arm on a per-minute axis).
+    """
     out = []
     for arm in arms:
-        if arm not in g.index.get_level_values(0):
+        a = g.loc[g["arm"] == arm].sort_values("bucket")
+        if a.empty:
             continue
-        a = g.loc[arm]
-        cs = a["sessions"].cumsum()
+        cs = a["sessions"].to_numpy(np.int64).cumsum()
+        end = a["end_ms"].to_numpy(np.int64)
         out.append(
             pd.DataFrame(
                 {
                     "arm": arm,
-                    "time": a.index,
-                    "time_per_session": a["time"].cumsum() / cs,
+                    "time": pd.to_datetime(end, unit="ms", utc=True),
+                    "elapsed": (end - first_end_ms) / 1000.0,
+                    "time_per_session": a["time"].to_numpy(np.float64).cumsum() / cs,
                     "sessions": cs,
                 }
             )
         )
-    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=TIMELINE_COLUMNS)
+
+
+def _timeline(fin: pd.DataFrame, arms: list[str], points: int = 100) -> pd.DataFrame:
+    """Cumulative pooled time per session per arm, against finished sessions so far."""
+    if fin.empty:
+        return pd.DataFrame(columns=TIMELINE_COLUMNS)
+    from botify.analysis.logs import timestamp_ms
+
+    end = timestamp_ms(fin["end"])
+    arm = arm_strings(fin["arm"])
+    user = fin["user"].to_numpy(np.int64)
+    sid = fin["session_id"].to_numpy(np.int64)
+    time = fin["time"].to_numpy(np.float64)
+    frames = []
+    for a in arms:
+        m = arm == a
+        if not m.any():
+            continue
+        order = np.lexsort((sid[m], user[m], end[m]))  # (end, user, session order)
+        n = int(m.sum())
+        p = timeline_buckets(n, points)
+        rank = np.arange(1, n + 1)
+        bucket = -((-rank * p) // n)  # ceil(rank * p / n): 1..p
+        df = pd.DataFrame({"bucket": bucket, "time": time[m][order], "end_ms": end[m][order]})
+        agg = df.groupby("bucket", sort=True).agg(
+            sessions=("time", "size"), time=("time", "sum"), end_ms=("end_ms", "max")
+        )
+        frames.append(agg.reset_index().assign(arm=a))
+    g = pd.concat(frames, ignore_index=True)
+    return timeline_from_buckets(g, arms, int(end.min()))
 
 
 def _cuped(
@@ -311,6 +344,7 @@ def cuped_table(
         x = np.where(have, x, x[have].mean())
         theta = stats.cuped_theta(y, x)
         adj = stats.cuped_adjust(y, x, theta)
+        corr = float(np.corrcoef(y[have], x[have])[0, 1]) if have.sum() > 2 else math.nan
         var_raw = float(np.var(y, ddof=1))
         var_adj = float(np.var(adj, ddof=1))
         c_mean = float(y[arm == control].mean()) if (arm == control).any() else math.nan
@@ -327,6 +361,8 @@ def cuped_table(
                     "metric": m,
                     "theta": theta,
                     "coverage": coverage,
+                    "users_pre": int(covered.sum()),
+                    "corr": corr,
                     "variance_reduction": 1 - var_adj / var_raw if var_raw > 0 else math.nan,
                     "diff": e.diff,
                     "effect": e.diff * scale,
@@ -610,5 +646,7 @@ __all__ = [
     "arm_strings",
     "effects_table",
     "sort_arms",
+    "timeline_buckets",
+    "timeline_from_buckets",
     "user_level",
 ]

@@ -74,11 +74,13 @@ def _moments(u: pd.DataFrame) -> dict[str, stats.Moments]:
 def timeline(
     sess: DataFrame,
     arms: list[str],
-    points: int = 60,
+    points: int = 100,
     span: tuple[int | None, int | None] | None = None,
 ) -> pd.DataFrame:
-    """Cumulative pooled time per session per arm by session end: `ab._timeline`'s
-    buckets, computed in Spark (integer ms arithmetic gives the same bucket edges)."""
+    """Cumulative pooled time per session per arm against finished sessions so far:
+    `ab._timeline`'s buckets (equal shares of each arm's sessions in (end, user,
+    session) order), ranked in Spark; only one row per (arm, bucket) reaches the driver."""
+    from pyspark.sql import Window
     from pyspark.sql import functions as sf
 
     fin = sess.filter(sf.col("finished"))
@@ -86,38 +88,25 @@ def timeline(
         r = fin.agg(sf.min("end").alias("lo"), sf.max("end").alias("hi")).collect()[0]
         span = (r["lo"], r["hi"])
     if span[0] is None or span[1] is None:
-        return pd.DataFrame(columns=["arm", "time", "time_per_session", "sessions"])
-    lo, hi = int(span[0]), int(span[1])
-    seconds = max((hi - lo) / 1000.0, 1.0)
-    step = max(60, int(seconds / points) // 60 * 60)
-    lo_floor = lo - lo % 60_000
-    step_ms = step * 1000
-    bucket = sf.lit(lo_floor) + (
-        sf.floor((sf.col("end") - sf.lit(lo_floor)) / sf.lit(step_ms)) + 1
-    ) * sf.lit(step_ms)
-    g = (
-        fin.groupBy("arm", bucket.cast("long").alias("bucket"))
-        .agg(sf.sum("time").alias("time"), sf.count(sf.lit(1)).alias("sessions"))
-        .toPandas()
-        .sort_values(["arm", "bucket"])
+        return pd.DataFrame(columns=emb.TIMELINE_COLUMNS)
+    w = Window.partitionBy("arm").orderBy("end", "user", "sidx")
+    n = sf.count(sf.lit(1)).over(Window.partitionBy("arm"))
+    p = sf.least(sf.lit(points), n)
+    ranked = fin.select(
+        "arm", "time", "end", sf.row_number().over(w).alias("rank"), n.alias("n"), p.alias("p")
     )
-    out = []
-    for a in arms:
-        ga = g.loc[g["arm"] == a]
-        if ga.empty:
-            continue
-        cs = ga["sessions"].astype(np.int64).cumsum().to_numpy()
-        out.append(
-            pd.DataFrame(
-                {
-                    "arm": a,
-                    "time": pd.to_datetime(ga["bucket"].to_numpy(np.int64), unit="ms", utc=True),
-                    "time_per_session": ga["time"].cumsum().to_numpy() / cs,
-                    "sessions": cs,
-                }
-            )
+    bucket = sf.ceil(sf.col("rank") * sf.col("p") / sf.col("n")).cast("long")
+    g = (
+        ranked.groupBy("arm", bucket.alias("bucket"))
+        .agg(
+            sf.count(sf.lit(1)).alias("sessions"),
+            sf.sum("time").alias("time"),
+            sf.max("end").alias("end_ms"),
         )
-    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+        .toPandas()
+    )
+    g["arm"] = g["arm"].astype(str)
+    return emb.timeline_from_buckets(g, arms, int(span[0]))
 
 
 def analyze(
