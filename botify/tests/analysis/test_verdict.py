@@ -224,3 +224,22 @@ def test_health_from_counts_matches_event_level() -> None:
     via = vd.health_from_counts(counts)
     pd.testing.assert_frame_equal(direct.reset_index(drop=True), via.reset_index(drop=True))
     assert math.isclose(direct.loc[direct["arm"] == "C", "fallback_share"].iloc[0], 0.0)
+
+
+def test_damaged_snapshots_are_skipped_not_fatal(tmp_path: Path) -> None:
+    d = tmp_path / "w"
+    d.mkdir()
+    good = {"timestamp": 5, "experiments": [{"name": "E", "arms": {"C": "a", "T1": "b"},
+                                             "shares": {"C": 0.8, "T1": 0.2}}]}  # fmt: skip
+    lines = [
+        "not json",
+        json.dumps([1, 2]),
+        json.dumps({"timestamp": 1, "experiments": [{"name": "E", "arms": {"C": "a", "T1": "b"},
+                                                     "shares": {"C": "x", "T1": True}}]}),  # fmt: skip
+        json.dumps({"timestamp": 2, "experiments": [{"name": "E", "arms": "C"}]}),
+        json.dumps(good),
+        '{"timestamp": 9, "experi',  # cut by a crash
+    ]
+    (d / vd.SNAPSHOT_FILE).write_text("\n".join(lines))
+    got = vd.configured_experiment(vd.read_config_snapshots(tmp_path), "E")
+    assert got is not None and got.shares == {"C": 0.8, "T1": 0.2} and not got.changed

@@ -119,6 +119,10 @@ def read_config_snapshots(paths: str | Path | Sequence[str | Path]) -> list[dict
     return recs
 
 
+def _is_share(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1
+
+
 def configured_experiment(snapshots: Iterable[dict[str, Any]], name: str) -> Configured | None:
     """The configured arms and shares of experiment `name`, or None when no snapshot names it."""
     seen: list[tuple[tuple[tuple[str, str], ...], tuple[tuple[str, float], ...]]] = []
@@ -131,7 +135,10 @@ def configured_experiment(snapshots: Iterable[dict[str, Any]], name: str) -> Con
                 continue
             sh = e.get("shares")
             if isinstance(sh, dict) and sh:
-                shares = {str(a): float(sh.get(a, 0.0)) for a in arms}
+                vals = [sh.get(a, 0.0) for a in arms]
+                if not all(_is_share(v) for v in vals) or sum(vals) <= 0:
+                    continue  # a damaged snapshot line: advisory only, never a crash
+                shares = {str(a): float(v) for a, v in zip(arms, vals, strict=True)}
             else:
                 shares = {str(a): 1.0 / len(arms) for a in arms}
             key = (
