@@ -274,7 +274,7 @@ def config_snapshots(logs: str | Path | Sequence[str | Path]) -> list[dict[str, 
     paths = [logs] if isinstance(logs, str | Path) else list(logs)
     local = [p for p in paths if "://" not in str(p) or str(p).startswith("file://")]
     local = [str(p)[len("file://"):] if str(p).startswith("file://") else p for p in local]
-    return vd.read_configconfig_snapshots(local)
+    return vd.read_config_snapshots(local)
 
 
 __all__ = ["analyze", "analyze_logs", "config_snapshots", "timeline", "user_level"]
