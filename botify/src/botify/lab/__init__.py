@@ -485,6 +485,7 @@ def write_summary(results: list[DayResult], report_dir: Path, run_dir: Path) -> 
         f"<tr><td>{r.day}</td><td>{html.escape(r.experiment)}</td>"
         f"<td>{html.escape(', '.join(f'{a}={m}' for a, m in r.arms.items()))}</td>"
         f"<td>{html.escape(r.champion_before)}</td><td><b>{html.escape(r.champion_after)}</b></td>"
+        f"<td>{html.escape(_verdict_text(r.verdict))}</td>"
         f"<td><a href='{r.report}'>{r.report}</a></td></tr>"
         for r in results
     )
@@ -504,13 +505,22 @@ def write_summary(results: list[DayResult], report_dir: Path, run_dir: Path) -> 
 td,th{{border:1px solid #ccc;padding:4px 8px}}</style></head><body>
 <h1>botify lab: {html.escape(run_dir.name)}</h1>
 <p>Logs and artifacts: <code>{html.escape(str(run_dir))}</code></p>
-<table><tr><th>day</th><th>experiment</th><th>arms</th><th>champion before</th><th>champion after</th><th>report</th></tr>{rows}</table>
+<table><tr><th>day</th><th>experiment</th><th>arms</th><th>champion before</th><th>champion after</th><th>verdict</th><th>report</th></tr>{rows}</table>
 <img src="data:image/png;base64,{img}" alt="mean session time per arm and day">
 {lb_html}
 </body></html>"""
     out = report_dir / "index.html"
     out.write_text(page)
     return out
+
+
+def _verdict_text(v: dict[str, Any] | None) -> str:
+    """The day's gate decision in one cell: decision, arm, first reason."""
+    if not v:
+        return "n/a"
+    head = str(v.get("decision", "")).upper() + (f" {v['arm']}" if v.get("arm") else "")
+    reasons = v.get("reasons") or []
+    return head + (f": {reasons[0]}" if reasons else "")
 
 
 def _cell(v: Any) -> str:

@@ -310,10 +310,11 @@ class Service:
     ) -> tuple[set[int], list[bytes], int]:
         """Round trip 1: record the listen, read recent listens (raw) and the session's played set.
 
-        Also returns the event's `seq` (INCR of the user's counter). Nine plain commands in one write (a pipeline, no MULTI): measured here, a Lua
-        script doing the same costs Redis ~40 us more CPU per call and the request ~60 us
-        more latency. Not a transaction: only this user's own concurrent requests could
-        interleave, and they would still each record their listen. At most once per
+        Also returns the event's `seq` (INCR of the user's counter). Nine plain commands
+        in one write (a pipeline, no MULTI): measured here, a Lua script doing the same
+        costs Redis ~40 us more CPU per call and the request ~60 us more latency. Not a
+        transaction: only this user's own concurrent requests could interleave, and they
+        would still each record their listen. At most once per
         reload_interval, a second small pipeline reads the table pointers.
         """
         if self._refresh_due() and self._refresh_lock.acquire(blocking=False):
