@@ -108,6 +108,16 @@ def test_two_workers_log_every_simulated_session_exactly(tmp_path: Path, world: 
     assert code == 0, svc.output()[-2000:]
     assert len(list(logs.glob("*/events-*.jsonl"))) == 2, "both workers logged"
     _check_exact(logs, records)
+    # each worker wrote the experiments snapshot beside its events: the gate tests against it
+    from botify.analysis import verdict as vd
+    from botify.analysis.ab import analyze_logs
+
+    assert len(list(logs.glob(f"*/{vd.SNAPSHOT_FILE}"))) == 2
+    res = analyze_logs(logs, "EXACT")
+    assert res.configured is not None and res.configured.shares == {"C": 0.5, "T1": 0.5}
+    assert res.configured.arms == {"C": "random", "T1": "sticky_artist"}
+    h = res.health.set_index("arm")
+    assert (h["answers"] > 0).all() and res.verdict is not None
 
 
 @pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (Debian package nginx)")
