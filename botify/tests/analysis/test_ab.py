@@ -113,19 +113,21 @@ def _course_reference(events: pd.DataFrame, experiment: str) -> pd.DataFrame:
             if row["message"] == "last":
                 sessions.append(cur)
                 cur = None
-        if sessions:
-            tracks = sum(s["tracks"] for s in sessions)
-            time = sum(s["time"] for s in sessions)
-            rows.append(
-                {
-                    "arm": arm,
-                    "time": time,
-                    "sessions": len(sessions),
-                    "mean_request_latency": sum(s["latency"] for s in sessions) / tracks,
-                    "mean_tracks_per_session": tracks / len(sessions),
-                    "mean_time_per_session": time / len(sessions),
-                }
-            )
+        # The course keeps every user of the arm: one whose sessions are all unfinished
+        # is a row with time 0 and sessions 0, left out only of the three mean_* metrics.
+        tracks = sum(s["tracks"] for s in sessions)
+        time = sum(s["time"] for s in sessions)
+        nan = float("nan")
+        rows.append(
+            {
+                "arm": arm,
+                "time": time,
+                "sessions": len(sessions),
+                "mean_request_latency": sum(s["latency"] for s in sessions) / tracks if tracks else nan,
+                "mean_tracks_per_session": tracks / len(sessions) if sessions else nan,
+                "mean_time_per_session": time / len(sessions) if sessions else nan,
+            }
+        )
     u = pd.DataFrame(rows)
     agg = u.groupby("arm")[list(METRICS)].agg(["count", "mean", "var"])
     out = []
@@ -183,6 +185,43 @@ def test_matches_course_loop_on_synthetic_logs(tmp_path: Path) -> None:
     assert (res.table["p_holm"] >= res.table["p_value"] - 1e-15).all()
 
 
+def _only_unfinished(ev: pd.DataFrame, share: float, seed: int) -> tuple[pd.DataFrame, set[int]]:
+    """Drop every `last` of a random `share` of users: they have only unfinished sessions."""
+    users = np.sort(ev["user"].unique())
+    rng = np.random.default_rng(seed)
+    chosen = set(rng.choice(users, size=round(share * len(users)), replace=False).tolist())
+    drop = ev["user"].isin(chosen).to_numpy() & (ev["message"] == "last").to_numpy()
+    out = ev.loc[~drop].reset_index(drop=True)
+    return out, chosen & set(out["user"].tolist())  # a user with only `last` events is gone
+
+
+def test_users_with_only_unfinished_sessions_keep_a_course_row(tmp_path: Path) -> None:
+    synth = generate(
+        SynthSpec(n_users=400, seed=23, experiments={"EXP": ("C", "T1")}, effects={"T1": 1.2},
+                  unfinished_users=0.1)  # fmt: skip
+    )
+    write_logs(synth, tmp_path, workers=2)
+    ev, chosen = _only_unfinished(read_events(tmp_path).events, 0.3, seed=4)
+    res = analyze(ev, "EXP")
+    u = res.user_level.set_index("user")
+    assert 0.28 <= float((u["sessions"] == 0).mean()) <= 0.35  # about 30% only-unfinished users
+    zero = u.loc[sorted(chosen)]
+    assert (zero["time"] == 0).all() and (zero["sessions"] == 0).all()
+    for m in ("mean_request_latency", "mean_tracks_per_session", "mean_time_per_session"):
+        assert zero[m].isna().all()
+    assert sum(res.users_per_arm.values()) == ev["user"].nunique()
+    ref = _course_reference(ev, "EXP")
+    got = res.table.set_index(["treatment", "metric"])
+    for r in ref.to_dict(orient="records"):
+        g = got.loc[(r["treatment"], r["metric"])]
+        for k in ("effect", "lower", "upper"):
+            assert g[k] == pytest.approx(r[k], rel=1e-9, abs=1e-9), (r["metric"], k)
+    # time and sessions count the zero rows, the mean_* metrics do not
+    n_c = res.users_per_arm["C"]
+    assert got.loc[("T1", "time"), "n_control"] == n_c
+    assert got.loc[("T1", "mean_time_per_session"), "n_control"] < n_c
+
+
 def test_missing_experiment_and_arms(tmp_path: Path) -> None:
     _write_hand(tmp_path)
     ev = read_events(tmp_path).events
@@ -198,11 +237,16 @@ def test_missing_experiment_and_arms(tmp_path: Path) -> None:
     assert "T2" in res.arms and res.srm.observed[res.srm.arms.index("T2")] == 0
     assert any("arm T2 has no users" in w for w in res.warnings)
     assert set(res.table["treatment"]) == {"T1"}
-    # a treatment arm whose only user never finished a session: NaN rows, a warning
+    # a treatment arm whose only user never finished a session: a course row (time 0,
+    # sessions 0: a point effect of -100%), no interval anywhere, a warning
     lone = ev[(ev["exp:HAND"] == "C") | ((ev["user"] == 6) & (ev["message"] == "next"))]
     res = analyze(lone, "HAND")
     assert any("arm T1 has 0 user(s) with a finished session" in w for w in res.warnings)
-    assert res.table["effect"].isna().all() and not res.table["significant"].any()
+    t = res.table.set_index("metric")
+    assert t.loc[["time", "sessions"], "effect"].tolist() == [-100.0, -100.0]
+    assert t.loc[["mean_request_latency", "mean_tracks_per_session", "mean_time_per_session"],
+                 "effect"].isna().all()  # fmt: skip
+    assert res.table[["lower", "upper"]].isna().all().all() and not res.table["significant"].any()
     json.dumps(res.to_dict(), allow_nan=False, default=str)
     # a user whose arm changes mid-run is flagged (assignment must be stable)
     moved = ev.copy()
@@ -296,7 +340,7 @@ def test_cli_json_html_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[
     )  # fmt: skip
     assert rc == 0
     out = capsys.readouterr().out
-    assert "mean_time_per_session" in out and "CUPED" in out
+    assert "time/sess" in out and "CUPED" in out and "VERDICT:" in out
     data = json.loads(out_json.read_text())
     assert data["experiment"] == "EXP" and len(data["effects"]) == 5
     assert data["cuped"] and data["power"][0]["users_per_arm_needed"] > 0
@@ -330,10 +374,12 @@ def test_effects_table_from_sums_matches_analyze() -> None:
     ev = events_frame(generate(SynthSpec(n_users=800, seed=17, effects={"T1": 1.2})))
     res = analyze(ev, "EXP")
     u = res.user_level
+    # mean_* are NaN for users with only unfinished sessions: an engine sums the others
     moments = {
         arm: {
-            m: Moments.from_sums(len(g), float(g[m].sum()), float((g[m] ** 2).sum()))
+            m: Moments.from_sums(len(x), float(x.sum()), float((x**2).sum()))
             for m in METRICS
+            for x in [g[m].dropna()]
         }
         for arm, g in u.groupby("arm")
     }

@@ -51,8 +51,10 @@ def test_terminal_output_flags_srm_loudly() -> None:
     con = Console(record=True, width=200)
     print_terminal(_result(srm_broken=True), con)
     text = con.export_text()
-    assert "SAMPLE RATIO MISMATCH" in text and "MISMATCH" in text.split("SRM check")[1]
-    assert "mean_tracks_per_session" in text and "T2" in text
+    assert "SAMPLE RATIO MISMATCH" in text and "MISMATCH" in text.split("SRM vs configured")[1]
+    assert "(alarm if p < 0.001)" in text
+    assert "tracks/sess" in text and "T2" in text
+    assert "VERDICT: INVALID" in text
 
 
 def test_terminal_output_clean_run() -> None:
@@ -60,6 +62,64 @@ def test_terminal_output_clean_run() -> None:
     res = _result()
     print_terminal(res, con)
     text = con.export_text()
-    assert "SRM check" in text and "ok" in text
+    assert "SRM vs configured shares (equal)" in text and "ok" in text
     assert "MISMATCH" not in text
     assert "Power" in text
+
+
+def test_terminal_fits_80_columns_with_the_gates_verdict_column() -> None:
+    res = _result(cuped=True)
+    con = Console(record=True, width=80)
+    print_terminal(res, con)
+    text = con.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "\u2026" not in text  # rich's ellipsis: no number cut
+    v = res.verdict
+    assert v is not None and f"VERDICT: {v.decision.upper()}" in text
+    rows = [line.split() for line in text.splitlines() if line.strip().startswith(("T1 ", "T2 "))]
+    course = rows[:10]  # the first table: arm x metric of the course
+    for arm in ("T1", "T2"):
+        row = next(r for r in course if r[0] == arm and r[1] == "time")
+        want = {"ship": ["SHIP"], "don't ship": ["no", "ship"], "invalid": ["invalid"]}
+        w = want[v.arms[arm].decision]
+        assert row[-len(w):] == w, (row, v.arms[arm])
+    # CUPED says how many users had a pre-period and how much variance it removed
+    assert re.search(r"CUPED: \d+ of \d+ users \(\d+%\) had a pre-period", text)
+    assert "variance removed: time" in text
+
+
+def test_colours_follow_the_metric_direction() -> None:
+    import pandas as pd
+    from botify.analysis.report import _effects_table
+
+    df = pd.DataFrame([
+        {"treatment": "T1", "metric": "mean_request_latency", "effect": 10.0, "lower": 5.0,
+         "upper": 15.0, "p_holm": 0.001},
+        {"treatment": "T1", "metric": "time", "effect": 10.0, "lower": 5.0, "upper": 15.0,
+         "p_holm": 0.001},
+    ])  # fmt: skip
+    t = _effects_table("x", df)
+    effect_cells = list(t.columns[2]._cells)
+    verdict_cells = list(t.columns[-1]._cells)
+    assert "red" in effect_cells[0] and "green" in effect_cells[1]  # latency up is bad
+    assert "worse" in verdict_cells[0] and "better" in verdict_cells[1]
+
+
+def test_timeline_has_resolution_on_a_short_run() -> None:
+    """A simulated day lasts 20-30 s: the curve is drawn against sessions, never one point."""
+    synth = generate(SynthSpec(n_users=600, seed=5, effects={"T1": 1.2}))
+    f = synth.frame.copy()
+    # squeeze the whole run into 25 seconds, keeping the order
+    lo, hi = f["timestamp"].min(), f["timestamp"].max()
+    f["timestamp"] = lo + ((f["timestamp"] - lo) * 25_000 // max(hi - lo, 1)).astype("int64")
+    res = analyze(events_frame(SynthEvents(f, synth.arms, synth.spec)), "EXP")
+    tl = res.timeline
+    for arm in ("C", "T1"):
+        a = tl.loc[tl["arm"] == arm]
+        assert len(a) >= 50, len(a)
+        assert a["sessions"].is_monotonic_increasing and a["elapsed"].max() <= 25.0
+        fin = res.user_level.loc[res.user_level["arm"] == arm, "sessions"].sum()
+        assert a["sessions"].iloc[-1] == fin
+    from botify.analysis.report import plot_timeline
+
+    assert base64.b64decode(plot_timeline(res))[:4] == b"\x89PNG"

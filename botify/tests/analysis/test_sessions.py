@@ -108,3 +108,65 @@ def test_matches_row_loop_on_synthetic_logs(tmp_path: Path) -> None:
     first = s.events.groupby("session_id")["step"].min()
     assert (first == 0).all()
     assert "exp:EXP" in s.sessions.columns
+
+
+def _lines(rows: list[dict[str, object]]) -> bytes:
+    import orjson
+
+    return b"".join(orjson.dumps(r) + b"\n" for r in rows)
+
+
+def _ev(user: int, ts: int, msg: str, seq: int | None, time: float) -> dict[str, object]:
+    return {"message": msg, "timestamp": ts, "user": user, "track": 1, "time": time,
+            "latency": 0.001, "recommendation": None if msg == "last" else 2,
+            "experiments": {"E": "C"}, "seq": seq, "event_id": f"x-{user}-{seq}-{ts}"}  # fmt: skip
+
+
+def test_seq_orders_events_two_workers_logged_in_the_same_millisecond(tmp_path: Path) -> None:
+    """A 3-track session whose `last` (worker A) shares a millisecond with the next
+    session's first `next` (worker B): file order would cut it wrong, seq does not."""
+    a, b = tmp_path / "host-1-1", tmp_path / "host-2-1"
+    a.mkdir()
+    b.mkdir()
+    # user 7: next(1) next(2) last(3) | next(4) last(5); events 3 and 4 in the same ms,
+    # and worker B's file (event 4) is read before worker A's (event 3) for that tie.
+    (b / "events-000001.jsonl").write_bytes(_lines([
+        _ev(7, 1000, "next", 1, 0.5), _ev(7, 1003, "next", 4, 0.1), _ev(7, 1005, "last", 5, 0.2),
+    ]))  # fmt: skip
+    (a / "events-000001.jsonl").write_bytes(_lines([
+        _ev(7, 1001, "next", 2, 0.3), _ev(7, 1003, "last", 3, 0.4),
+    ]))  # fmt: skip
+    ev = read_events([b, a]).events
+    assert ev["seq"].tolist() == [1, 2, 4, 3, 5]  # the reader's (time, file) order
+    sz = sessionize(ev)
+    s = sz.sessions
+    assert s["tracks"].tolist() == [3, 2] and s["finished"].all()
+    assert np.allclose(s["time"], [1.2, 0.3])
+    assert sz.events["seq"].tolist() == [1, 2, 3, 4, 5]
+    # without seq (old logs), the same lines keep today's order: the known wrong cut
+    # (next, next, next, last | last) instead of (next, next, last | next, last)
+    old = ev.drop(columns=["seq", "event_id"])
+    assert sessionize(old).sessions["tracks"].tolist() == [4, 1]
+
+
+def test_seq_restart_after_expiry_and_users_without_seq() -> None:
+    ev = _frame(
+        [
+            (1, 100, "last", 0.2),  # epoch 1: seq 2 read before seq 1 (same ms)
+            (1, 100, "next", 0.1),
+            (1, 9000, "last", 0.4),  # counter expired: epoch 2 restarts at 1
+            (1, 9000, "next", 0.3),
+            (2, 50, "last", 0.5),  # user 2 lost its seq (Redis down): time/file order
+            (2, 50, "next", 0.6),
+        ]
+    )
+    ev["seq"] = pd.array([2, 1, 2, 1, 1, None], dtype="Int64")
+    sz = sessionize(ev)
+    got = sz.events[["user", "seq"]].astype(object).values.tolist()
+    assert got[:4] == [[1, 1], [1, 2], [1, 1], [1, 2]]
+    assert list(sz.events["message"][:4]) == ["next", "last", "next", "last"]
+    assert [m for m in sz.events.loc[sz.events["user"] == 2, "message"]] == ["last", "next"]
+    s = sz.sessions
+    assert s.loc[s["user"] == 1, "tracks"].tolist() == [2, 2]
+    assert np.allclose(s.loc[s["user"] == 1, "time"], [0.3, 0.7])
+    assert s.loc[s["user"] == 1, "finished"].all()

@@ -365,3 +365,115 @@ def test_cli_train_and_ab(both, logs, tmp_path, capsys):
     rc = scli.main(["ab", "--logs", str(logs), "--quiet"])
     assert rc == 2 and "--experiment is required" in capsys.readouterr().err
 
+
+
+def _s(v: object) -> str | None:
+    return v if isinstance(v, str) else None  # pandas turns None into NaN
+
+
+def _write_seq_run(d: Path, seed: int = 12) -> pd.DataFrame:
+    """A run as the service now logs it: seq and event_id on every event, fallbacks on some
+    answers, a config snapshot beside the events. Same-millisecond (last, next) pairs of a
+    user are written with the later event in the file read first; some users' counters
+    restart (seq 1 again), and one user lost seq on one event (Redis down).
+    Returns the events in their true order (by user, then seq position)."""
+    spec = synth.SynthSpec(n_users=200, seed=seed, n_tracks=N_TRACKS,
+                           experiments={"EXP": ("C", "T1", "T2")}, effects={"T1": 1.3})  # fmt: skip
+    sy = synth.generate(spec)
+    f = sy.frame.sort_values(["user", "timestamp"], kind="stable").reset_index(drop=True)
+    rng = np.random.default_rng(seed)
+    f["seq"] = f.groupby("user").cumcount() + 1
+    # a counter restart for a third of the users, at their second session
+    is_last = (f["message"] == "last").to_numpy()
+    sess = pd.Series(is_last).groupby(f["user"]).cumsum().shift(fill_value=0).to_numpy()
+    sess = np.where(f["user"].to_numpy() != np.r_[-1, f["user"].to_numpy()[:-1]], 0, sess)
+    restart_users = set(rng.choice(f["user"].unique(), 60, replace=False).tolist())
+    for u in restart_users:
+        m = (f["user"] == u).to_numpy() & (sess >= 1)
+        if m.any():
+            f.loc[m, "seq"] = np.arange(1, int(m.sum()) + 1)
+    # same millisecond: the first event of a session takes the previous `last`'s timestamp
+    worker = np.zeros(len(f), np.int64)
+    u_arr, ts = f["user"].to_numpy(), f["timestamp"].to_numpy().copy()
+    tied = set()
+    for i in np.flatnonzero(is_last[:-1] & (u_arr[1:] == u_arr[:-1]))[:150]:
+        if int(u_arr[i]) in restart_users:
+            continue  # a counter restarts only after the user was idle, never within a ms
+        ts[i + 1] = ts[i]
+        worker[i + 1], worker[i] = 0, 1  # the later event in the directory read first
+        tied.add(int(u_arr[i]))
+    f["timestamp"] = ts
+    arm = sy.arms["EXP"]
+    f["arm"] = arm[f["user"].to_numpy()]
+    nxt = (f["message"] == "next").to_numpy()
+    fb = nxt & (f["arm"] == "T2").to_numpy() & (rng.random(len(f)) < 0.05)
+    f["recommender"] = np.where(nxt, "rec_" + f["arm"], None)
+    f.loc[fb, "recommender"] = "random"
+    f["fallback"] = np.where(fb, "error", None)
+    f["seq"] = f["seq"].astype(object)
+    # without seq a user keeps time/file order: pick one whose order that gets right
+    lost_user = next(u for u in f["user"].unique() if int(u) not in tied)
+    lost = f.index[f["user"] == lost_user][1]
+    f.loc[lost, "seq"] = None
+    for w in (0, 1):
+        wd = d / f"host-{100 + w}-1"
+        wd.mkdir(parents=True, exist_ok=True)
+        rows = f.loc[worker == w]
+        lines = [
+            json.dumps({"message": r.message, "timestamp": int(r.timestamp), "user": int(r.user),
+                        "track": int(r.track), "time": float(r.time), "latency": float(r.latency),
+                        "recommendation": None if r.message == "last" else int(r.recommendation),
+                        "experiments": {"EXP": str(r.arm)}, "recommender": _s(r.recommender),
+                        "fallback": _s(r.fallback), "seq": None if pd.isna(r.seq) else int(r.seq),
+                        "event_id": f"p{w}-{i}"})
+            for i, r in enumerate(rows.itertuples(index=False))
+        ]  # fmt: skip
+        (wd / "events-000001.jsonl").write_text("\n".join(lines) + "\n")
+        snap = {"timestamp": 1, "experiments": [
+            {"name": "EXP", "arms": {"C": "a", "T1": "b", "T2": "c"}, "shares": None}]}  # fmt: skip
+        (wd / "experiments.jsonl").write_text(json.dumps(snap) + "\n")
+    return f
+
+
+def test_seq_order_fallbacks_and_configured_shares_parity(spark, tmp_path):
+    truth = _write_seq_run(tmp_path)
+    emb = read_events(tmp_path)
+    spk = slogs.read_events(spark, tmp_path)
+    # sessions: both engines cut them where the true (seq) order does
+    es = sessionize(emb.events).sessions
+    sdf = ssess.sessions(ssess.sessionize(spk.events)).cache()
+    ss = ssess.session_ids(sdf).orderBy("session_id").toPandas()
+    sdf.unpersist()
+    true_s = sessionize(truth.assign(
+        timestamp=pd.to_datetime(np.arange(len(truth)), unit="ms", utc=True),
+        user=truth["user"].astype(np.int64), seq=None,
+    )).sessions  # fmt: skip
+    assert es["tracks"].tolist() == true_s["tracks"].tolist()
+    np.testing.assert_allclose(es["time"], true_s["time"], rtol=RTOL)
+    old = sessionize(emb.events.drop(columns=["seq"])).sessions
+    assert len(old) != len(es) or old["tracks"].tolist() != es["tracks"].tolist()
+    assert np.array_equal(ss["tracks"].to_numpy(), es["tracks"].to_numpy())
+    assert np.array_equal(ss["finished"].to_numpy(), es["finished"].to_numpy())
+    np.testing.assert_allclose(ss["time"], es["time"], rtol=RTOL)
+    # the A/B with the new fields: serving health, configured shares, verdict
+    re_ = eab.analyze_logs(tmp_path, "EXP")
+    rs = sab.analyze_logs(spark, tmp_path, "EXP")
+    spk.unpersist()
+    assert re_.configured is not None and rs.configured == re_.configured
+    assert rs.srm == re_.srm
+    _frames_equal(rs.health, re_.health)
+    t2 = re_.health.set_index("arm").loc["T2"]
+    assert t2["fallback_recommender"] == "random" and t2["fallback_reason"] == "error"
+    assert 0.03 < t2["fallback_share"] < 0.07
+    _frames_equal(rs.table, re_.table)
+    _frames_equal(rs.ratios, re_.ratios)
+    _frames_equal(rs.timeline.drop(columns="time"), re_.timeline.drop(columns="time"))
+    vs, ve = rs.verdict.to_dict(), re_.verdict.to_dict()
+    for k in ("decision", "arm", "reasons", "warnings", "gate"):
+        assert vs[k] == ve[k], k
+    for a, av in ve["arms"].items():
+        assert vs["arms"][a]["decision"] == av["decision"]
+        assert vs["arms"][a]["reasons"] == av["reasons"]
+        for k in ("effect", "lower", "upper", "p_holm"):
+            assert vs["arms"][a][k] == pytest.approx(av[k], rel=RTOL), (a, k)
+    assert re_.verdict.arms["T2"].decision == "invalid"

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from botify.analysis import stats
+from botify.analysis import verdict as vd
 from botify.analysis.logs import EXP_PREFIX, LoadReport, read_events
 from botify.analysis.sessions import sessionize
 
@@ -74,11 +75,27 @@ def arm_strings(arm: pd.Series) -> np.ndarray:
 
 
 def user_level(sessions: pd.DataFrame, arm_col: str = "arm") -> pd.DataFrame:
-    """The course's per-(arm, user) table from *finished* sessions."""
-    s = sessions.loc[sessions["finished"].to_numpy()]
+    """The course's per-(arm, user) table: sums over *finished* sessions.
+
+    As the course does, a user whose sessions are all unfinished keeps a row
+    with time 0 and sessions 0; the three mean_* metrics are undefined (NaN)
+    for that row, so only they leave the user out.
+    """
+    fin = sessions["finished"].to_numpy(bool)
+    s = pd.DataFrame(
+        {
+            arm_col: sessions[arm_col],
+            "user": sessions["user"],
+            "fin": fin.astype(np.int64),
+            "tracks": np.where(fin, sessions["tracks"].to_numpy(np.int64), 0),
+            "time": np.where(fin, sessions["time"].to_numpy(np.float64), 0.0),
+            "latency_sum": np.where(fin, sessions["latency_sum"].to_numpy(np.float64), 0.0),
+            "latency_n": np.where(fin, sessions["latency_n"].to_numpy(np.int64), 0),
+        }
+    )
     g = s.groupby([arm_col, "user"], observed=True, sort=True)
     u = g.agg(
-        sessions=("session_id", "size"),
+        sessions=("fin", "sum"),
         tracks=("tracks", "sum"),
         time=("time", "sum"),
         latency_sum=("latency_sum", "sum"),
@@ -89,8 +106,8 @@ def user_level(sessions: pd.DataFrame, arm_col: str = "arm") -> pd.DataFrame:
     u["latency_ms"] = u["latency_sum"] * 1000.0
     with np.errstate(invalid="ignore", divide="ignore"):
         u["mean_request_latency"] = u["latency_ms"] / u["latency_n"]
-    u["mean_tracks_per_session"] = u["tracks"] / u["sessions"]
-    u["mean_time_per_session"] = u["time"] / u["sessions"]
+        u["mean_tracks_per_session"] = u["tracks"] / u["sessions"]
+        u["mean_time_per_session"] = u["time"] / u["sessions"]
     return u
 
 
@@ -102,7 +119,7 @@ class AbResult:
     control: str
     arms: list[str]
     alpha: float
-    users_per_arm: dict[str, int]
+    users_per_arm: dict[str, int]  # users with a row (any session), as the course counts
     table: pd.DataFrame  # course metrics: one row per (treatment, metric)
     ratios: pd.DataFrame  # delta-method pooled ratios
     srm: stats.SRM
@@ -115,6 +132,10 @@ class AbResult:
     warnings: list[str] = field(default_factory=list)
     load_report: LoadReport | None = None
     previous_load_report: LoadReport | None = None
+    health: pd.DataFrame | None = None  # per arm: share of answers from a fallback
+    configured: vd.Configured | None = None  # arms and shares from the service's snapshot
+    srm_threshold: float = 0.001
+    verdict: vd.Verdict | None = None  # the gate's decision (botify.analysis.verdict)
 
     def to_dict(self) -> dict[str, Any]:
         def rows(df: pd.DataFrame | None) -> list[dict[str, Any]] | None:
@@ -135,7 +156,13 @@ class AbResult:
             "ratios": rows(self.ratios),
             "cuped": rows(self.cuped),
             "power": rows(self.power),
-            "srm": {k: _jsonable(v) for k, v in self.srm.to_dict().items()},
+            "srm": {
+                **{k: _jsonable(v) for k, v in self.srm.to_dict().items()},
+                "threshold": self.srm_threshold,
+                "shares": None if self.configured is None else self.configured.shares,
+            },
+            "serving_health": rows(self.health),
+            "verdict": self.verdict.to_dict() if self.verdict else None,
             "unfinished_sessions": self.unfinished_sessions,
             "warnings": self.warnings,
             "logs": self.load_report.to_dict() if self.load_report else None,
@@ -177,13 +204,19 @@ def effects_table(
 
     Engine-independent: a distributed engine aggregates count, sum and sum of
     squares per (arm, metric), builds `stats.Moments.from_sums`, and gets the
-    very same rows (Welch CI, p-value, Holm across arms x metrics).
+    very same rows (Welch CI, p-value, Holm across arms x metrics). Beside the
+    course's percent interval (`lower`, `upper`: the absolute interval over the
+    control mean) each row has the delta-method relative interval
+    (`rel_lower`, `rel_upper`), which also counts the control mean's
+    uncertainty; the verdict uses the latter.
     """
     rows = []
     for arm in treatments:
         for m in metrics:
-            e = stats.welch(moments[control][m], moments[arm][m], alpha)
-            rows.append({"treatment": arm, "metric": m, **e.to_dict()})
+            c, t = moments[control][m], moments[arm][m]
+            e = stats.welch(c, t, alpha)
+            rel = stats.relative_of(c, t, alpha)
+            rows.append({"treatment": arm, "metric": m, **e.to_dict(), **rel.to_dict()})
     return holm_table(rows, alpha)
 
 
@@ -195,38 +228,71 @@ def _moments(u: pd.DataFrame, metrics: Sequence[str]) -> dict[str, stats.Moments
     return out
 
 
-def _timeline(fin: pd.DataFrame, arms: list[str], points: int = 60) -> pd.DataFrame:
-    """Cumulative pooled time per session per arm, by session end time."""
-    if fin.empty:
-        return pd.DataFrame(columns=["arm", "time", "time_per_session", "sessions"])
-    end = fin["end"]
-    lo, hi = end.min(), end.max()
-    span = max((hi - lo).total_seconds(), 1.0)
-    step = max(60, int(span / points) // 60 * 60)  # whole minutes
-    bucket = lo.floor("min") + pd.to_timedelta(
-        ((end - lo.floor("min")).dt.total_seconds() // step + 1) * step, unit="s"
-    )
-    df = pd.DataFrame({"arm": arm_strings(fin["arm"]), "bucket": bucket, "time": fin["time"]})
-    g = df.groupby(["arm", "bucket"], sort=True).agg(
-        time=("time", "sum"), sessions=("time", "size")
-    )
+TIMELINE_COLUMNS = ["arm", "time", "elapsed", "time_per_session", "sessions"]
+
+
+def timeline_buckets(arm_sessions: int, points: int = 100) -> int:
+    """How many points an arm with `arm_sessions` finished sessions gets (at most one per session)."""
+    return max(1, min(points, arm_sessions))
+
+
+def timeline_from_buckets(g: pd.DataFrame, arms: list[str], first_end_ms: int) -> pd.DataFrame:
+    """Cumulative time per session per arm from per-(arm, bucket) sums (either engine).
+
+    `g` has arm, bucket, sessions, time and end_ms (the last session end in the
+    bucket). Buckets are equal shares of each arm's finished sessions in end
+    order, so the curve has resolution however short the run (a simulated day
+    of 20 s used to give one point per arm on a per-minute axis).
+    """
     out = []
     for arm in arms:
-        if arm not in g.index.get_level_values(0):
+        a = g.loc[g["arm"] == arm].sort_values("bucket")
+        if a.empty:
             continue
-        a = g.loc[arm]
-        cs = a["sessions"].cumsum()
+        cs = a["sessions"].to_numpy(np.int64).cumsum()
+        end = a["end_ms"].to_numpy(np.int64)
         out.append(
             pd.DataFrame(
                 {
                     "arm": arm,
-                    "time": a.index,
-                    "time_per_session": a["time"].cumsum() / cs,
+                    "time": pd.to_datetime(end, unit="ms", utc=True),
+                    "elapsed": (end - first_end_ms) / 1000.0,
+                    "time_per_session": a["time"].to_numpy(np.float64).cumsum() / cs,
                     "sessions": cs,
                 }
             )
         )
-    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=TIMELINE_COLUMNS)
+
+
+def _timeline(fin: pd.DataFrame, arms: list[str], points: int = 100) -> pd.DataFrame:
+    """Cumulative pooled time per session per arm, against finished sessions so far."""
+    if fin.empty:
+        return pd.DataFrame(columns=TIMELINE_COLUMNS)
+    from botify.analysis.logs import timestamp_ms
+
+    end = timestamp_ms(fin["end"])
+    arm = arm_strings(fin["arm"])
+    user = fin["user"].to_numpy(np.int64)
+    sid = fin["session_id"].to_numpy(np.int64)
+    time = fin["time"].to_numpy(np.float64)
+    frames = []
+    for a in arms:
+        m = arm == a
+        if not m.any():
+            continue
+        order = np.lexsort((sid[m], user[m], end[m]))  # (end, user, session order)
+        n = int(m.sum())
+        p = timeline_buckets(n, points)
+        rank = np.arange(1, n + 1)
+        bucket = -((-rank * p) // n)  # ceil(rank * p / n): 1..p
+        df = pd.DataFrame({"bucket": bucket, "time": time[m][order], "end_ms": end[m][order]})
+        agg = df.groupby("bucket", sort=True).agg(
+            sessions=("time", "size"), time=("time", "sum"), end_ms=("end_ms", "max")
+        )
+        frames.append(agg.reset_index().assign(arm=a))
+    g = pd.concat(frames, ignore_index=True)
+    return timeline_from_buckets(g, arms, int(end.min()))
 
 
 def _cuped(
@@ -278,6 +344,7 @@ def cuped_table(
         x = np.where(have, x, x[have].mean())
         theta = stats.cuped_theta(y, x)
         adj = stats.cuped_adjust(y, x, theta)
+        corr = float(np.corrcoef(y[have], x[have])[0, 1]) if have.sum() > 2 else math.nan
         var_raw = float(np.var(y, ddof=1))
         var_adj = float(np.var(adj, ddof=1))
         c_mean = float(y[arm == control].mean()) if (arm == control).any() else math.nan
@@ -294,6 +361,8 @@ def cuped_table(
                     "metric": m,
                     "theta": theta,
                     "coverage": coverage,
+                    "users_pre": int(covered.sum()),
+                    "corr": corr,
                     "variance_reduction": 1 - var_adj / var_raw if var_raw > 0 else math.nan,
                     "diff": e.diff,
                     "effect": e.diff * scale,
@@ -352,7 +421,8 @@ def ratio_table(
             rc = stats.Ratio.of(per_arm[control][num], per_arm[control][den])
             rt = stats.Ratio.of(per_arm[arm][num], per_arm[arm][den])
             e = stats.delta_effect(rc, rt, alpha)
-            rows.append({"treatment": arm, "metric": name, **e.to_dict()})
+            rel = stats.relative_of_ratios(rc, rt, alpha)
+            rows.append({"treatment": arm, "metric": name, **e.to_dict(), **rel.to_dict()})
     return holm_table(rows, alpha)
 
 
@@ -412,8 +482,14 @@ def analyze(
     mde_target: float | None = None,
     power: float = 0.8,
     srm_threshold: float = 0.001,
+    configured: vd.Configured | None = None,
+    gate: vd.Gate | None = None,
 ) -> AbResult:
     """A/B analysis of one experiment on loaded events (see module docstring).
+
+    `configured` (from `verdict.read_config_snapshots` beside the logs) gives the
+    shares the SRM check tests against when `shares` is not given, and the arms
+    that must have been served; `gate` sets the verdict's thresholds.
 
     Raises AbError when the experiment or its control arm is absent, or no
     treatment arm has users. Degenerate arms (fewer than 2 users) are warned
@@ -439,6 +515,8 @@ def analyze(
     per_code = np.bincount(pairs["arm"].to_numpy(), minlength=len(names))
     users_by_arm = {names[i]: int(k) for i, k in enumerate(per_code) if k > 0}
     n_multi = int(len(pairs) - pairs["user"].nunique())
+    if shares is None and configured is not None:
+        shares = configured.shares
     arms, treatments, srm = check_arms(
         users_by_arm, experiment, control, n_multi, shares, srm_threshold, warnings
     )
@@ -448,12 +526,13 @@ def analyze(
     u = user_level(sess, "arm")
     per_arm = {a: u.loc[u["arm"] == a] for a in arms}
     users_per_arm = {a: len(per_arm[a]) for a in arms}
+    finished_users = {a: int((per_arm[a]["sessions"] > 0).sum()) for a in arms}
     for a in arms:
-        if users_per_arm[a] < 2 and users_by_arm.get(a, 0) > 0:
+        if 0 < users_per_arm[a] and finished_users[a] < 2:
             warnings.append(
-                f"arm {a} has {users_per_arm[a]} user(s) with a finished session: no CI"
+                f"arm {a} has {finished_users[a]} user(s) with a finished session: no CI"
             )
-    if users_per_arm[control] == 0:
+    if finished_users[control] == 0:
         raise AbError(f"control arm {control!r} has no user with a finished session")
 
     moments = {a: _moments(per_arm[a], METRICS) for a in [control, *treatments]}
@@ -476,7 +555,7 @@ def analyze(
         else:
             cuped = _cuped(u, previous_events, control, treatments, METRICS, alpha, warnings)
     pw = power_table(per_arm, control, treatments, METRICS, alpha, power, mde_target)
-    return AbResult(
+    res = AbResult(
         experiment=experiment,
         control=control,
         arms=arms,
@@ -492,7 +571,36 @@ def analyze(
         power=pw,
         unfinished_sessions=sz.n_unfinished,
         warnings=warnings,
+        health=vd.serving_health(events, col),
+        configured=configured,
+        srm_threshold=srm_threshold,
     )
+    return attach_verdict(res, gate, mde_target, power)
+
+
+def attach_verdict(
+    res: AbResult, gate: vd.Gate | None = None, mde_target: float | None = None, power: float = 0.8
+) -> AbResult:
+    """Run the verdict gate on a result (either engine); its size warnings stay in `res.verdict`."""
+    g = gate or vd.Gate(alpha=res.alpha, power=power)
+    if mde_target is not None and gate is None:
+        g = vd.Gate(alpha=res.alpha, power=power, target=mde_target)
+    treatments = [a for a in res.arms if a != res.control and a in set(res.table.get("treatment", []))]
+    res.verdict = vd.decide(
+        table=res.table,
+        control=res.control,
+        treatments=treatments,
+        users_per_arm=res.users_per_arm,
+        srm_mismatch=res.srm.mismatch,
+        srm_p=res.srm.p_value,
+        srm_threshold=res.srm_threshold,
+        served=dict(zip(res.srm.arms, res.srm.observed, strict=True)),
+        health=res.health,
+        configured=res.configured,
+        power=res.power,
+        gate=g,
+    )
+    return res
 
 
 def analyze_logs(
@@ -506,6 +614,8 @@ def analyze_logs(
     """read_events + analyze, carrying the load reports into the result."""
     loaded = read_events(logs)
     prev = read_events(previous_logs) if previous_logs is not None else None
+    if "configured" not in kw:
+        kw["configured"] = vd.configured_experiment(vd.read_config_snapshots(logs), experiment)
     res = analyze(
         loaded.events,
         experiment,
@@ -527,6 +637,7 @@ __all__ = [
     "AbResult",
     "analyze",
     "analyze_logs",
+    "attach_verdict",
     "check_arms",
     "cuped_table",
     "power_table",
@@ -535,5 +646,7 @@ __all__ = [
     "arm_strings",
     "effects_table",
     "sort_arms",
+    "timeline_buckets",
+    "timeline_from_buckets",
     "user_level",
 ]

@@ -269,6 +269,8 @@ def _fast_table(data: bytes) -> pa.Table | None:
         "recommendation": _is_int,
         "recommender": _is_str,
         "fallback": _is_str,
+        "seq": _is_int,
+        "event_id": _is_str,
     }
     for name, ok in checks.items():
         if name in s.names and not ok(s.field(name).type):
@@ -335,6 +337,8 @@ def _normalise(t: pa.Table, path: Path, report: LoadReport) -> pa.Table:
         "recommendation": _col(t, "recommendation", pa.int64()),
         "recommender": _col(t, "recommender", pa.string()),
         "fallback": _col(t, "fallback", pa.string()),
+        "seq": _col(t, "seq", pa.int64()),
+        "event_id": _col(t, "event_id", pa.string()),
     }
     if "experiments" in t.schema.names:
         ex = t.column("experiments").combine_chunks()
@@ -398,6 +402,8 @@ def _type_ok(obj: dict[str, Any]) -> bool:
         return False
     if not (is_str(g("recommender")) and is_str(g("fallback"))):
         return False
+    if not (is_int(g("seq")) and is_str(g("event_id"))):
+        return False
     ts = g("timestamp")
     if not (is_int(ts) or isinstance(ts, str)):
         return False
@@ -446,6 +452,8 @@ def _slow_table(data: bytes, path: Path, report: LoadReport) -> pa.Table:
             "recommendation",
             "recommender",
             "fallback",
+            "seq",
+            "event_id",
         )
     }
     ts = [o.get("timestamp") for o in good]
@@ -471,6 +479,8 @@ def _slow_table(data: bytes, path: Path, report: LoadReport) -> pa.Table:
         "recommendation": pa.array(cols["recommendation"], pa.int64()),
         "recommender": pa.array(cols["recommender"], pa.string()),
         "fallback": pa.array(cols["fallback"], pa.string()),
+        "seq": pa.array(cols["seq"], pa.int64()),
+        "event_id": pa.array(cols["event_id"], pa.string()),
     }
     names: list[str] = []
     for o in good:
@@ -518,9 +528,19 @@ def _to_pandas(t: pa.Table, exp_cols: list[str]) -> pd.DataFrame:
             cats = categories
         return pd.Categorical.from_codes(take(codes), categories=cats)
 
-    rec = t.column("recommendation").combine_chunks()
-    rec_vals = take(rec.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64))
-    rec_mask = take(rec.is_null().to_numpy(zero_copy_only=False))
+    def column(name: str, typ: pa.DataType) -> pa.Array:
+        return t.column(name).combine_chunks() if name in t.schema.names else pa.nulls(n, typ)
+
+    n = t.num_rows
+
+    def nullable_int(name: str) -> pd.arrays.IntegerArray:
+        a = column(name, pa.int64())
+        vals = take(a.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64))
+        return pd.arrays.IntegerArray(vals, take(a.is_null().to_numpy(zero_copy_only=False)))
+
+    eid = column("event_id", pa.string())
+    if order is not None and eid.null_count < len(eid):
+        eid = eid.take(pa.array(order))
     ts = take(ts)
     df = pd.DataFrame(
         {
@@ -530,9 +550,11 @@ def _to_pandas(t: pa.Table, exp_cols: list[str]) -> pd.DataFrame:
             "track": take(_np(t, "track")).astype(np.int64, copy=False),
             "time": take(_np(t, "time")),
             "latency": take(_np(t, "latency")),
-            "recommendation": pd.arrays.IntegerArray(rec_vals, rec_mask),
+            "recommendation": nullable_int("recommendation"),
             "recommender": cat("recommender"),
             "fallback": cat("fallback"),
+            "seq": nullable_int("seq"),
+            "event_id": pd.arrays.ArrowExtensionArray(eid),
         }
     )
     for c in exp_cols:
@@ -552,6 +574,8 @@ def _empty_frame() -> pd.DataFrame:
             "recommendation": pd.Series([], dtype="Int64"),
             "recommender": pd.Categorical([]),
             "fallback": pd.Categorical([]),
+            "seq": pd.Series([], dtype="Int64"),
+            "event_id": pd.Series([], dtype=pd.ArrowDtype(pa.string())),
         }
     )
 

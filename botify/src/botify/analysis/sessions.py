@@ -5,6 +5,13 @@ events); here session boundaries are found with array comparisons on events
 already sorted by (user, timestamp), and session aggregates with
 `np.add.reduceat`, so the cost is a few passes over contiguous arrays.
 
+Order within a user: by the event's `seq` when every event of that user
+carries one (the service takes it from Redis: one counter per user, so the
+order is exact even when two workers log the same millisecond), else by
+timestamp and file order as before (course logs, or Redis down). The counter
+expires with the session state and restarts at 1, so `seq` orders events
+within an *epoch* that starts at each `seq == 1`; epochs are ordered by time.
+
 A user's events after their final `last` form an *unfinished* session: the
 service stopped (or the day ended) mid-session. It keeps a session id so that
 training can still use those interactions, but it is flagged and the course's
@@ -57,6 +64,36 @@ def _is_sorted(user: np.ndarray, ts: np.ndarray) -> bool:
     return not (np.diff(ts)[same] < 0).any()
 
 
+def event_order(
+    user: np.ndarray, ts: np.ndarray, seq: np.ndarray | None = None, has_seq: np.ndarray | None = None
+) -> np.ndarray | None:
+    """Permutation putting every user's events in the order they happened; None if already so.
+
+    Rows in equal (user, timestamp) keep their input order (file order) unless
+    the user's events all carry `seq`, which then decides (see module docstring).
+    """
+    n = len(user)
+    order: np.ndarray | None = None if _is_sorted(user, ts) else np.lexsort((ts, user))
+    if seq is None or has_seq is None or n == 0 or not has_seq.any():
+        return order
+    idx = np.arange(n) if order is None else order
+    u, t, s, h = user[idx], ts[idx], seq[idx], has_seq[idx]
+    ustart = np.r_[True, u[1:] != u[:-1]]
+    run = np.cumsum(ustart) - 1
+    ok = (np.bincount(run, weights=~h, minlength=int(run[-1]) + 1) == 0)[run]
+    sv = np.where(ok, s, 0)
+    # same-millisecond ties by seq first, so that a counter restart (seq == 1)
+    # is seen before the events that follow it
+    o1 = np.lexsort((sv, t, u))
+    u, s, ok, ustart = u[o1], sv[o1], ok[o1], ustart[o1]
+    ustart = np.r_[True, u[1:] != u[:-1]]
+    epoch = np.cumsum(ustart | (ok & (s == 1)))
+    pos = np.arange(n)
+    o2 = np.lexsort((np.where(ok, s, pos), np.where(ok, epoch, 0), u))
+    final = idx[o1][o2]
+    return None if np.array_equal(final, np.arange(n)) else final
+
+
 def session_starts(user: np.ndarray, is_last: np.ndarray) -> np.ndarray:
     """Boolean mask of rows opening a session (input sorted by user, then time)."""
     n = len(user)
@@ -69,16 +106,23 @@ def session_starts(user: np.ndarray, is_last: np.ndarray) -> np.ndarray:
 
 
 def sessionize(events: pd.DataFrame) -> Sessionized:
-    """Assign sessions to events sorted by (user, timestamp) as `read_events` returns them.
+    """Assign sessions to events in each user's order (`event_order`).
 
-    Unsorted input is sorted (stably) first rather than silently mis-sessionized.
-    Returns a new frame; the input is not modified.
+    Input sorted by (user, timestamp) as `read_events` returns it costs one
+    check; anything else is sorted (stably) first rather than silently
+    mis-sessionized. Returns a new frame; the input is not modified.
     """
     ev = events
     user = ev["user"].to_numpy(dtype=np.int64)
     ts = timestamp_ms(ev["timestamp"])
-    if not _is_sorted(user, ts):
-        order = np.lexsort((ts, user))
+    seq = has_seq = None
+    if "seq" in ev.columns:
+        sc = ev["seq"]
+        has_seq = sc.notna().to_numpy(dtype=bool)
+        if has_seq.any():
+            seq = sc.to_numpy(dtype=np.int64, na_value=0)
+    order = event_order(user, ts, seq, has_seq)
+    if order is not None:
         ev = ev.iloc[order]
         user = user[order]
         ts = ts[order]
@@ -129,4 +173,4 @@ def sessionize(events: pd.DataFrame) -> Sessionized:
     return Sessionized(events=ev, sessions=sessions)
 
 
-__all__ = ["Sessionized", "session_starts", "sessionize"]
+__all__ = ["Sessionized", "event_order", "session_starts", "sessionize"]

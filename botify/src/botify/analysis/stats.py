@@ -249,7 +249,7 @@ class Ratio:
 
 
 def delta_effect(control: Ratio, treatment: Ratio, alpha: float = 0.05) -> Effect:
-    """Difference of two independent ratio metrics with a normal (delta-method) interval.
+    """Difference of two independent ratio metrics with a delta-method interval (Welch t, W-S df).
 
     Session-level metrics such as time per session pool sessions within a user,
     so sessions are not independent; the delta method keeps the user as the
@@ -260,9 +260,11 @@ def delta_effect(control: Ratio, treatment: Ratio, alpha: float = 0.05) -> Effec
     if math.isnan(c.var) or math.isnan(t.var):
         return _undefined_effect(c.ratio, t.ratio, c.n, t.n)
     se = math.sqrt(c.var + t.var)
-    z = float(sps.norm.ppf(1 - alpha / 2))
-    half = z * se
-    p = float(2 * sps.norm.sf(abs(diff) / se)) if se > 0 else (1.0 if diff == 0 else 0.0)
+    # Welch t on the per-user linearised values (variance per unit = var * n), not z:
+    # with a dozen users per arm a normal interval is too narrow.
+    df = welch_df(c.n, t.n, c.var * c.n, t.var * t.n) if se > 0 else math.inf
+    half = float(sps.t.ppf(1 - alpha / 2, df)) * se
+    p = float(2 * sps.t.sf(abs(diff) / se, df)) if se > 0 else (1.0 if diff == 0 else 0.0)
     lo, hi = diff - half, diff + half
     lo_p, hi_p = sorted((_pct(lo, c.ratio), _pct(hi, c.ratio)))
     return Effect(
@@ -272,7 +274,7 @@ def delta_effect(control: Ratio, treatment: Ratio, alpha: float = 0.05) -> Effec
         t.n,
         diff,
         se,
-        math.inf,
+        df,
         lo,
         hi,
         _pct(diff, c.ratio),
@@ -281,6 +283,65 @@ def delta_effect(control: Ratio, treatment: Ratio, alpha: float = 0.05) -> Effec
         p,
         bool((diff + half) * (diff - half) > 0),
     )
+
+
+@dataclass(frozen=True)
+class Relative:
+    """The relative effect (treatment / control - 1, in percent) with its delta-method interval."""
+
+    effect: float
+    se: float
+    lower: float
+    upper: float
+    p_value: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {"rel_effect": self.effect, "rel_se": self.se, "rel_lower": self.lower,
+                "rel_upper": self.upper, "rel_p_value": self.p_value}  # fmt: skip
+
+
+def relative_delta(
+    mean_c: float, var_mean_c: float, mean_t: float, var_mean_t: float, df: float, alpha: float = 0.05
+) -> Relative:
+    """Interval for mean_T / mean_C - 1 by the delta method (as gbstats does), in percent.
+
+    Why beside the course's column: dividing the absolute interval by the
+    control mean treats that mean as exact; with small arms its own
+    uncertainty matters. Var(T/C) ~ v_T / C^2 + T^2 v_C / C^4, where v_* are the
+    variances of the two *means*; the quantile is Student's t with `df` (Welch).
+    """
+    nan = math.nan
+    if not (math.isfinite(mean_c) and mean_c != 0 and math.isfinite(mean_t)):
+        return Relative(nan, nan, nan, nan, nan)
+    rel = mean_t / mean_c - 1.0
+    var = var_mean_t / mean_c**2 + mean_t**2 * var_mean_c / mean_c**4
+    if not math.isfinite(var) or math.isnan(df):
+        return Relative(rel * 100, nan, nan, nan, nan)
+    se = math.sqrt(max(var, 0.0))
+    if se == 0:
+        p = 1.0 if rel == 0 else 0.0
+        return Relative(rel * 100, 0.0, rel * 100, rel * 100, p)
+    q = float(sps.t.ppf(1 - alpha / 2, df))
+    p = float(2 * sps.t.sf(abs(rel) / se, df))
+    return Relative(rel * 100, se * 100, (rel - q * se) * 100, (rel + q * se) * 100, p)
+
+
+def relative_of(control: Moments, treatment: Moments, alpha: float = 0.05) -> Relative:
+    """`relative_delta` for two arms' user-level moments (Welch df)."""
+    c, t = control, treatment
+    if c.n < 2 or t.n < 2 or math.isnan(c.var) or math.isnan(t.var):
+        return relative_delta(c.mean, math.nan, t.mean, math.nan, math.nan, alpha)
+    return relative_delta(c.mean, c.var / c.n, t.mean, t.var / t.n,
+                          welch_df(c.n, t.n, c.var, t.var), alpha)  # fmt: skip
+
+
+def relative_of_ratios(control: Ratio, treatment: Ratio, alpha: float = 0.05) -> Relative:
+    """`relative_delta` for two ratio metrics (their delta-method variances, Welch df)."""
+    c, t = control, treatment
+    if math.isnan(c.var) or math.isnan(t.var):
+        return relative_delta(c.ratio, math.nan, t.ratio, math.nan, math.nan, alpha)
+    df = welch_df(c.n, t.n, c.var * c.n, t.var * t.n) if c.var + t.var > 0 else math.inf
+    return relative_delta(c.ratio, c.var, t.ratio, t.var, df, alpha)
 
 
 def mde(
@@ -321,11 +382,15 @@ __all__ = [
     "Effect",
     "Moments",
     "Ratio",
+    "Relative",
     "cuped_adjust",
     "cuped_theta",
     "delta_effect",
     "holm",
     "mde",
+    "relative_delta",
+    "relative_of",
+    "relative_of_ratios",
     "sample_size",
     "srm_check",
     "welch",

@@ -3,9 +3,15 @@
     python -m botify.ab --logs LOGDIR --experiment STICKY_ARTIST [--control C]
         [--json out.json] [--html out.html] [--previous-logs EARLIER_LOGDIR]
         [--mde 0.02] [--power 0.8] [--alpha 0.05] [--shares C=0.5,T1=0.5]
+        [--metric time] [--max-fallback 0.01] [--min-users 30]
+
+The verdict (ship / don't ship / invalid) is botify.analysis.verdict's gate;
+the configured shares come from the service's experiments.jsonl beside the
+logs unless --shares is given.
 
 Exit status: 0 analysed, 2 usage or data error (one clear line on stderr),
-3 with --fail-on-srm when the sample-ratio check failed (verdicts not to be trusted).
+3 with --fail-on-srm when the sample-ratio check failed (verdicts not to be trusted),
+4 with --fail-on-invalid when the gate says the experiment is invalid.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from botify.cli.ab_output import emit
+from botify.cli.ab_output import emit, gate_from_args
 from botify.cli.engine import add_engine_args, run_spark
 
 
@@ -38,6 +44,16 @@ def _fraction(text: str) -> float:
     v = float(text)
     if not 0 < v < 1:
         raise argparse.ArgumentTypeError(f"{text} is not in (0, 1)")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 2:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 2")
     return v
 
 
@@ -67,6 +83,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shares", type=_shares, help="configured shares, e.g. C=0.5,T1=0.5")
     p.add_argument("--srm-threshold", type=_fraction, default=0.001, help="SRM p-value alarm")
     p.add_argument("--fail-on-srm", action="store_true", help="exit 3 on a sample ratio mismatch")
+    p.add_argument(
+        "--metric",
+        default="time",
+        choices=("time", "sessions", "mean_request_latency", "mean_tracks_per_session",
+                 "mean_time_per_session"),  # fmt: skip
+        help="the metric the verdict ships on (default time); the others are guardrails",
+    )
+    p.add_argument(
+        "--max-fallback",
+        type=_fraction,
+        default=0.01,
+        help="an arm with a larger share of answers from a fallback is invalid (default 0.01)",
+    )
+    p.add_argument(
+        "--min-users",
+        type=_positive_int,
+        default=30,
+        help="no verdict with fewer users (finished sessions) per arm (default 30)",
+    )
+    p.add_argument(
+        "--fail-on-invalid", action="store_true", help="exit 4 when the verdict is invalid"
+    )
     p.add_argument("--quiet", action="store_true", help="no terminal table")
     add_engine_args(p)
     return p
@@ -77,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.engine == "spark":
         return run_spark("ab", args)
     # Heavy imports after argument parsing so that --help is instant.
+    from botify.analysis import verdict as vd
     from botify.analysis.ab import AbError, analyze
     from botify.analysis.logs import read_events
 
@@ -114,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             mde_target=args.mde,
             power=args.power,
             srm_threshold=args.srm_threshold,
+            configured=vd.configured_experiment(vd.read_config_snapshots(args.logs), name),
+            gate=gate_from_args(args),
         )
     except AbError as exc:
         err.print(f"[red]error:[/] {exc}")

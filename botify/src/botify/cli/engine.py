@@ -46,8 +46,10 @@ def run_ab(args: argparse.Namespace) -> int:
     """The Spark path of `python -m botify.ab` (same flags, same outputs)."""
     from rich.console import Console
 
+    from botify.analysis import verdict as vd
     from botify.analysis.ab import AbError
-    from botify.spark.ab import analyze
+    from botify.cli.ab_output import gate_from_args
+    from botify.spark.ab import analyze, config_snapshots
     from botify.spark.logs import read_events
     from botify.spark.session import SparkUnavailableError, get_spark
 
@@ -83,6 +85,8 @@ def run_ab(args: argparse.Namespace) -> int:
             mde_target=args.mde,
             power=args.power,
             srm_threshold=args.srm_threshold,
+            configured=vd.configured_experiment(config_snapshots(args.logs), name),
+            gate=gate_from_args(args),
         )
     except AbError as exc:
         return _err(str(exc))

@@ -83,6 +83,9 @@ class LabOptions:
     reports_dir: Path = Path("reports")
     sim_config: Path = REPO_CONFIG
     metric: str = "time"
+    #: the verdict gate's thresholds (botify.analysis.verdict.Gate)
+    max_fallback: float = 0.01
+    min_users: int = 30
 
 
 @dataclass
@@ -98,6 +101,7 @@ class DayResult:
     report: str
     warnings: list[str]
     leaderboard: list[dict[str, Any]] = field(default_factory=list)
+    verdict: dict[str, Any] | None = None
 
 
 # -- small process helpers ------------------------------------------------------------
@@ -335,6 +339,7 @@ def analyse_day(
     opts: LabOptions, day: int, experiment: str, window: tuple[int, int], run_dir: Path,
     report_dir: Path, prev_window: tuple[int, int] | None,
 ) -> Any:
+    from botify.analysis import verdict as vd
     from botify.analysis.ab import analyze
     from botify.analysis.logs import read_events, timestamp_ms
     from botify.analysis.report import print_terminal, write_html
@@ -346,7 +351,11 @@ def analyse_day(
     previous = None
     if prev_window is not None:
         previous = ev.loc[(ts >= prev_window[0]) & (ts <= prev_window[1])]
-    res = analyze(today, experiment, "C", previous_events=previous)
+    gate = vd.Gate(primary=opts.metric, max_fallback=opts.max_fallback, min_users=opts.min_users)
+    configured = vd.configured_experiment(vd.read_config_snapshots(run_dir / "logs"), experiment)
+    res = analyze(
+        today, experiment, "C", previous_events=previous, configured=configured, gate=gate
+    )
     res.load_report = loaded.report
     from rich.console import Console
 
@@ -356,26 +365,16 @@ def analyse_day(
     return res
 
 
-def _effect(res: Any, arm: str, metric: str) -> dict[str, Any] | None:
-    t = res.table
-    rows = t[(t["treatment"] == arm) & (t["metric"] == metric)]
-    return None if rows.empty else rows.iloc[0].to_dict()
+def pick_champion(res: Any, arms: dict[str, str], champion: str) -> str:
+    """The arm the verdict gate ships (Holm, SRM, serving health, enough users), else the champion.
 
-
-def pick_champion(res: Any, arms: dict[str, str], champion: str, metric: str) -> str:
-    """The treatment with the largest significant lift on `metric`, else the champion."""
-    best, best_lift = champion, 0.0
-    for arm, rec in arms.items():
-        if arm == "C":
-            continue
-        e = _effect(res, arm, metric)
-        if not e:
-            continue
-        lift = float(e.get("effect", 0.0))
-        lower = float(e.get("lower", e.get("ci_low", float("nan"))))
-        if lower > 0 and lift > best_lift:
-            best, best_lift = rec, lift
-    return best
+    Why the gate and not the table: promoting on an uncorrected interval, a broken
+    split or an arm answered by its fallback crowns the wrong recommender.
+    """
+    v = res.verdict
+    if v is not None and v.decision == "ship" and v.arm in arms:
+        return arms[v.arm]
+    return champion
 
 
 def _mean_time(res: Any) -> dict[str, float]:
@@ -422,13 +421,15 @@ def run_lab(opts: LabOptions) -> list[DayResult]:
             time.sleep(0.3)  # let the background log writers flush the last events
             window = (start, int(time.time() * 1000))
             res = analyse_day(opts, day, exp, window, run_dir, report_dir, prev_window)
-            new_champion = pick_champion(res, arms, champion, opts.metric)
+            new_champion = pick_champion(res, arms, champion)
+            _say(f"day {day}: {res.verdict.summary() if res.verdict else 'no verdict'}")
             _say(f"day {day}: champion {champion} -> {new_champion}")
             results.append(DayResult(
                 day=day, experiment=exp, arms=arms, champion_before=champion,
                 champion_after=new_champion, users_per_arm=dict(res.users_per_arm),
                 effects=res.to_dict()["effects"], mean_session_time=_mean_time(res),
                 report=f"day{day}.html", warnings=list(res.warnings), leaderboard=leaderboard,
+                verdict=res.verdict.to_dict() if res.verdict else None,
             ))
             champion = new_champion
             prev_window = window
@@ -484,6 +485,7 @@ def write_summary(results: list[DayResult], report_dir: Path, run_dir: Path) -> 
         f"<tr><td>{r.day}</td><td>{html.escape(r.experiment)}</td>"
         f"<td>{html.escape(', '.join(f'{a}={m}' for a, m in r.arms.items()))}</td>"
         f"<td>{html.escape(r.champion_before)}</td><td><b>{html.escape(r.champion_after)}</b></td>"
+        f"<td>{html.escape(_verdict_text(r.verdict))}</td>"
         f"<td><a href='{r.report}'>{r.report}</a></td></tr>"
         for r in results
     )
@@ -503,13 +505,22 @@ def write_summary(results: list[DayResult], report_dir: Path, run_dir: Path) -> 
 td,th{{border:1px solid #ccc;padding:4px 8px}}</style></head><body>
 <h1>botify lab: {html.escape(run_dir.name)}</h1>
 <p>Logs and artifacts: <code>{html.escape(str(run_dir))}</code></p>
-<table><tr><th>day</th><th>experiment</th><th>arms</th><th>champion before</th><th>champion after</th><th>report</th></tr>{rows}</table>
+<table><tr><th>day</th><th>experiment</th><th>arms</th><th>champion before</th><th>champion after</th><th>verdict</th><th>report</th></tr>{rows}</table>
 <img src="data:image/png;base64,{img}" alt="mean session time per arm and day">
 {lb_html}
 </body></html>"""
     out = report_dir / "index.html"
     out.write_text(page)
     return out
+
+
+def _verdict_text(v: dict[str, Any] | None) -> str:
+    """The day's gate decision in one cell: decision, arm, first reason."""
+    if not v:
+        return "n/a"
+    head = str(v.get("decision", "")).upper() + (f" {v['arm']}" if v.get("arm") else "")
+    reasons = v.get("reasons") or []
+    return head + (f": {reasons[0]}" if reasons else "")
 
 
 def _cell(v: Any) -> str:

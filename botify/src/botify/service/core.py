@@ -13,8 +13,10 @@ one more round trip for table rows, then an enqueue to the log writer.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Sequence
@@ -142,6 +144,10 @@ class Service:
         if not HIREDIS_AVAILABLE:
             log.warning("hiredis is not installed: redis-py parses replies in Python (slower /next)")
         self.metrics = Metrics()
+        # event_id = this token + a counter: unique across workers, replicas and restarts
+        # without coordination (64 random bits per process; an id, not a random draw).
+        self._event_token = secrets.token_hex(8)
+        self._event_counter = itertools.count(1)
         self.eventlog = EventLog(settings.log_dir, settings.log_max_bytes, settings.log_rejected)
         self.eventlog.on_error = self._on_eventlog_error
         self.tables = Tables(self)
@@ -155,6 +161,7 @@ class Service:
             on_reload=self._on_experiments_reload,
             code_dir=settings.recommenders_dir,
         )
+        self._snapshot_config()
         #: set on SIGTERM (botify.service.server): /health says 503 and answers close their connection
         self.draining = False
         self._down_until = 0.0
@@ -178,8 +185,15 @@ class Service:
     def _on_eventlog_error(self, stream: str, reason: str) -> None:
         self.metrics.inc("botify_eventlog_errors_total", (stream, reason))
 
+    def _snapshot_config(self) -> None:
+        """The live experiments (arms, recommenders, shares) beside the event log, for the A/B gate."""
+        desc = self.experiments.current.describe()
+        self.eventlog.config({"timestamp": int(time.time() * 1000), "experiments": desc})
+
     def _on_experiments_reload(self, what: str, outcome: str) -> None:
         self.metrics.inc("botify_reloads_total", (what, outcome))
+        if outcome == "ok":
+            self._snapshot_config()
         self._next_refresh = 0.0  # new instances may read tables not watched yet: look now
 
     # ------------------------------------------------------------ redis guard
@@ -293,15 +307,29 @@ class Service:
             ("EXPIRE", rk, s.recent_ttl),
         ]
 
+    def _seq_commands(self, user: int) -> list[tuple[Any, ...]]:
+        """INCR of the user's event counter (expiring with the session state): the event's `seq`.
+
+        Why: workers and replicas log to separate files with millisecond clocks, so
+        a `next` and a `last` of one user in the same millisecond cannot be ordered
+        by time; Redis hands out one order per user, in the round trip made anyway.
+        """
+        k = f"{self.namespace}:user:{user}:seq"
+        return [("INCR", k), ("EXPIRE", k, self.settings.session_ttl)]
+
+    def _event_id(self) -> str:
+        return f"{self._event_token}-{next(self._event_counter)}"
+
     def _fetch_state(
         self, user: int, track: int, time_: float, exps: ExperimentSet
-    ) -> tuple[set[int], list[bytes]]:
+    ) -> tuple[set[int], list[bytes], int]:
         """Round trip 1: record the listen, read recent listens (raw) and the session's played set.
 
-        Seven plain commands in one write (a pipeline, no MULTI): measured here, a Lua
-        script doing the same costs Redis ~40 us more CPU per call and the request ~60 us
-        more latency. Not a transaction: only this user's own concurrent requests could
-        interleave, and they would still each record their listen. At most once per
+        Also returns the event's `seq` (INCR of the user's counter). Nine plain commands
+        in one write (a pipeline, no MULTI): measured here, a Lua script doing the same
+        costs Redis ~40 us more CPU per call and the request ~60 us more latency. Not a
+        transaction: only this user's own concurrent requests could interleave, and they
+        would still each record their listen. At most once per
         reload_interval, a second small pipeline reads the table pointers.
         """
         if self._refresh_due() and self._refresh_lock.acquire(blocking=False):
@@ -320,9 +348,10 @@ class Service:
                 ("EXPIRE", sk, s.session_ttl),
                 ("LRANGE", rk, 0, -1),
                 ("SMEMBERS", sk),
+                *self._seq_commands(user),
             ],
         )
-        return set(map(int, res[6])), res[5]
+        return set(map(int, res[6])), res[5], int(res[7])
 
     def next(self, user: int, track: int, time_: float, t0: float) -> tuple[int, dict[str, Any]]:
         """Answer /next: (recommended track, the event to log)."""
@@ -331,10 +360,11 @@ class Service:
         fallback: str | None = None
         answered = serving
         rec: int | None = None
+        seq: int | None = None
         played: set[int] = {track}
         if self.redis_available():
             try:
-                played, recent_raw = self._fetch_state(user, track, time_, exps)
+                played, recent_raw, seq = self._fetch_state(user, track, time_, exps)
                 self._mark_up()
                 ctx = self.ctx.for_request(
                     exps.instances, user, track, time_, played,
@@ -366,6 +396,8 @@ class Service:
             "experiments": arms,
             "recommender": answered,
             "fallback": fallback,
+            "seq": seq,
+            "event_id": self._event_id(),
         }
         self.eventlog.event(event)
         return rec, event
@@ -375,11 +407,14 @@ class Service:
         exps = self.experiments.get()
         arms, serving, _exp, _arm = exps.assign(user)
         fallback: str | None = None
+        seq: int | None = None
         if self.redis_available():
             rk = self.keys.recent(user)
-            commands = [*self._record_listen(rk, track, time_), ("DEL", self.keys.session(user))]
+            commands = [*self._record_listen(rk, track, time_), ("DEL", self.keys.session(user)),
+                        *self._seq_commands(user)]  # fmt: skip
             try:
-                self.redis_call("state", self.pipeline, commands)
+                res = self.redis_call("state", self.pipeline, commands)
+                seq = int(res[4])
                 self._mark_up()
             except RedisUnavailable:
                 fallback = "redis_unavailable"
@@ -396,6 +431,8 @@ class Service:
             "experiments": arms,
             "recommender": None,
             "fallback": fallback,
+            "seq": seq,
+            "event_id": self._event_id(),
         }
         self.eventlog.event(event)
         return event

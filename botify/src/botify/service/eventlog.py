@@ -101,6 +101,7 @@ class EventLog:
         #: called from the writer thread as on_error(stream, reason) for every lost record
         #: (the service counts them in /metrics as botify_eventlog_errors_total)
         self.on_error: Callable[[str, str], None] | None = None
+        self._config: dict[str, Any] | None = None
         self._reset()
         _instances.add(self)
 
@@ -130,6 +131,29 @@ class EventLog:
             self._start()
         self._queue.put(("rejected", record))
 
+    def config(self, record: dict[str, Any]) -> None:
+        """Record the experiments configuration beside this worker's events (start and reload).
+
+        Why: the A/B analysis tests the split against the shares the service was
+        configured with, and must know an arm that was configured but never
+        served; neither can be told from the events alone. One JSON line per
+        (re)load in `experiments.jsonl` of the worker directory, written when the
+        directory exists (it is created by the first event).
+        """
+        with self._lock:
+            self._config = record
+            if self._pid == os.getpid() and self.directory is not None:
+                self._write_config(record)
+
+    def _write_config(self, record: dict[str, Any]) -> None:
+        assert self.directory is not None
+        try:
+            with open(self.directory / "experiments.jsonl", "ab") as fh:
+                fh.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
+        except OSError as exc:
+            self.errors += 1
+            log.error("cannot write the experiments snapshot: %s", exc)
+
     # ------------------------------------------------------------ control
 
     def _start(self) -> None:
@@ -148,6 +172,8 @@ class EventLog:
                 "rejected": _Stream(directory, "rejected", self.max_bytes),
             }
             self._thread = threading.Thread(target=self._run, name="botify-eventlog", daemon=True)
+            if self._config is not None:
+                self._write_config(self._config)
             self._pid = pid
             self._thread.start()
             # Worker processes forked by multiprocessing (granian) end with os._exit:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from botify.analysis import ab as emb
 from botify.analysis import stats
+from botify.analysis import verdict as vd
 from botify.spark import sessions as ssess
 from botify.spark.logs import SparkLoaded, arm, read_events
 
@@ -27,20 +28,22 @@ if TYPE_CHECKING:
 
 
 def user_level(sess: DataFrame, by_arm: bool = True) -> pd.DataFrame:
-    """The course's per-(arm, user) table from finished sessions, as `ab.user_level` builds it."""
+    """The course's per-(arm, user) table (sums over finished sessions), as `ab.user_level` builds it."""
     from pyspark.sql import functions as sf
 
     keys = ["arm", "user"] if by_arm else ["user"]
-    agg = (
-        sess.filter(sf.col("finished"))
-        .groupBy(*keys)
-        .agg(
-            sf.count(sf.lit(1)).alias("sessions"),
-            sf.sum("tracks").alias("tracks"),
-            sf.sum("time").alias("time"),
-            sf.sum("latency_sum").alias("latency_sum"),
-            sf.sum("latency_n").alias("latency_n"),
-        )
+    fin = sf.col("finished")
+
+    def fsum(c: str, zero: Any) -> Any:
+        return sf.sum(sf.when(fin, sf.col(c)).otherwise(sf.lit(zero)))
+
+    # Users with only unfinished sessions keep a row (time 0, sessions 0), as in the course.
+    agg = sess.groupBy(*keys).agg(
+        sf.sum(fin.cast("long")).alias("sessions"),
+        fsum("tracks", 0).alias("tracks"),
+        fsum("time", 0.0).alias("time"),
+        fsum("latency_sum", 0.0).alias("latency_sum"),
+        fsum("latency_n", 0).alias("latency_n"),
     )
     u = agg.toPandas()
     if not by_arm:
@@ -54,8 +57,8 @@ def user_level(sess: DataFrame, by_arm: bool = True) -> pd.DataFrame:
     u["latency_ms"] = u["latency_sum"] * 1000.0
     with np.errstate(invalid="ignore", divide="ignore"):
         u["mean_request_latency"] = u["latency_ms"] / u["latency_n"]
-    u["mean_tracks_per_session"] = u["tracks"] / u["sessions"]
-    u["mean_time_per_session"] = u["time"] / u["sessions"]
+        u["mean_tracks_per_session"] = u["tracks"] / u["sessions"]
+        u["mean_time_per_session"] = u["time"] / u["sessions"]
     return u
 
 
@@ -71,11 +74,13 @@ def _moments(u: pd.DataFrame) -> dict[str, stats.Moments]:
 def timeline(
     sess: DataFrame,
     arms: list[str],
-    points: int = 60,
+    points: int = 100,
     span: tuple[int | None, int | None] | None = None,
 ) -> pd.DataFrame:
-    """Cumulative pooled time per session per arm by session end: `ab._timeline`'s
-    buckets, computed in Spark (integer ms arithmetic gives the same bucket edges)."""
+    """Cumulative pooled time per session per arm against finished sessions so far:
+    `ab._timeline`'s buckets (equal shares of each arm's sessions in (end, user,
+    session) order), ranked in Spark; only one row per (arm, bucket) reaches the driver."""
+    from pyspark.sql import Window
     from pyspark.sql import functions as sf
 
     fin = sess.filter(sf.col("finished"))
@@ -83,38 +88,25 @@ def timeline(
         r = fin.agg(sf.min("end").alias("lo"), sf.max("end").alias("hi")).collect()[0]
         span = (r["lo"], r["hi"])
     if span[0] is None or span[1] is None:
-        return pd.DataFrame(columns=["arm", "time", "time_per_session", "sessions"])
-    lo, hi = int(span[0]), int(span[1])
-    seconds = max((hi - lo) / 1000.0, 1.0)
-    step = max(60, int(seconds / points) // 60 * 60)
-    lo_floor = lo - lo % 60_000
-    step_ms = step * 1000
-    bucket = sf.lit(lo_floor) + (
-        sf.floor((sf.col("end") - sf.lit(lo_floor)) / sf.lit(step_ms)) + 1
-    ) * sf.lit(step_ms)
-    g = (
-        fin.groupBy("arm", bucket.cast("long").alias("bucket"))
-        .agg(sf.sum("time").alias("time"), sf.count(sf.lit(1)).alias("sessions"))
-        .toPandas()
-        .sort_values(["arm", "bucket"])
+        return pd.DataFrame(columns=emb.TIMELINE_COLUMNS)
+    w = Window.partitionBy("arm").orderBy("end", "user", "sidx")
+    n = sf.count(sf.lit(1)).over(Window.partitionBy("arm"))
+    p = sf.least(sf.lit(points), n)
+    ranked = fin.select(
+        "arm", "time", "end", sf.row_number().over(w).alias("rank"), n.alias("n"), p.alias("p")
     )
-    out = []
-    for a in arms:
-        ga = g.loc[g["arm"] == a]
-        if ga.empty:
-            continue
-        cs = ga["sessions"].astype(np.int64).cumsum().to_numpy()
-        out.append(
-            pd.DataFrame(
-                {
-                    "arm": a,
-                    "time": pd.to_datetime(ga["bucket"].to_numpy(np.int64), unit="ms", utc=True),
-                    "time_per_session": ga["time"].cumsum().to_numpy() / cs,
-                    "sessions": cs,
-                }
-            )
+    bucket = sf.ceil(sf.col("rank") * sf.col("p") / sf.col("n")).cast("long")
+    g = (
+        ranked.groupBy("arm", bucket.alias("bucket"))
+        .agg(
+            sf.count(sf.lit(1)).alias("sessions"),
+            sf.sum("time").alias("time"),
+            sf.max("end").alias("end_ms"),
         )
-    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+        .toPandas()
+    )
+    g["arm"] = g["arm"].astype(str)
+    return emb.timeline_from_buckets(g, arms, int(span[0]))
 
 
 def analyze(
@@ -128,6 +120,8 @@ def analyze(
     mde_target: float | None = None,
     power: float = 0.8,
     srm_threshold: float = 0.001,
+    configured: vd.Configured | None = None,
+    gate: vd.Gate | None = None,
 ) -> emb.AbResult:
     """`botify.analysis.ab.analyze` on Spark-loaded events: same arguments, same AbResult.
 
@@ -163,9 +157,20 @@ def analyze(
     n_users = int(total[0]["n"]) if total else 0
     n_multi = int(sum(users_by_arm.values()) - n_users)
     span = (total[0]["lo"], total[0]["hi"]) if total else (None, None)
+    if shares is None and configured is not None:
+        shares = configured.shares
     arms, treatments, srm = emb.check_arms(
         users_by_arm, experiment, control, n_multi, shares, srm_threshold, warnings
     )
+
+    # Serving health: `next` answers per (arm, who answered, fallback reason), a few rows.
+    counts = (
+        ev.filter(sf.col("message") == "next")
+        .groupBy("arm", "recommender", "fallback")
+        .agg(sf.count(sf.lit(1)).alias("n"))
+        .toPandas()
+    )
+    health = vd.health_from_counts(counts.astype(object).where(counts.notna(), None))
 
     sess = ssess.sessions(ssess.sessionize(ev), sf.col("arm")).persist(
         StorageLevel.MEMORY_AND_DISK
@@ -192,12 +197,13 @@ def analyze(
 
     per_arm = {a: u.loc[u["arm"] == a] for a in arms}
     users_per_arm = {a: len(per_arm[a]) for a in arms}
+    finished_users = {a: int((per_arm[a]["sessions"] > 0).sum()) for a in arms}
     for a in arms:
-        if 0 < users_per_arm[a] < 2:
+        if 0 < users_per_arm[a] and finished_users[a] < 2:
             warnings.append(
-                f"arm {a} has {users_per_arm[a]} user(s) with a finished session: no CI"
+                f"arm {a} has {finished_users[a]} user(s) with a finished session: no CI"
             )
-    if users_per_arm[control] == 0:
+    if finished_users[control] == 0:
         raise emb.AbError(f"control arm {control!r} has no user with a finished session")
 
     # The statistics: the embedded engine's own functions on the per-user table.
@@ -230,10 +236,13 @@ def analyze(
         power=pw,
         unfinished_sessions=unfinished,
         warnings=warnings,
+        health=health,
+        configured=configured,
+        srm_threshold=srm_threshold,
     )
     res.load_report = loaded.report
     res.previous_load_report = previous.report if previous is not None else None
-    return res
+    return emb.attach_verdict(res, gate, mde_target, power)
 
 
 def analyze_logs(
@@ -248,6 +257,7 @@ def analyze_logs(
     """read_events + analyze on Spark, carrying the load reports (as `ab.analyze_logs`)."""
     loaded = read_events(spark, logs)
     prev = read_events(spark, previous_logs) if previous_logs is not None else None
+    kw.setdefault("configured", vd.configured_experiment(config_snapshots(logs), experiment))
     try:
         res = analyze(loaded, experiment, control, previous=prev, **kw)
     finally:
@@ -259,4 +269,12 @@ def analyze_logs(
     return res
 
 
-__all__ = ["analyze", "analyze_logs", "timeline", "user_level"]
+def config_snapshots(logs: str | Path | Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Configuration snapshots beside local logs (remote URIs have none to read here)."""
+    paths = [logs] if isinstance(logs, str | Path) else list(logs)
+    local = [p for p in paths if "://" not in str(p) or str(p).startswith("file://")]
+    local = [str(p)[len("file://"):] if str(p).startswith("file://") else p for p in local]
+    return vd.read_config_snapshots(local)
+
+
+__all__ = ["analyze", "analyze_logs", "config_snapshots", "timeline", "user_level"]

@@ -67,6 +67,8 @@ def _schema() -> Any:
             st.StructField("recommendation", st.LongType()),
             st.StructField("recommender", st.StringType()),
             st.StructField("fallback", st.StringType()),
+            st.StructField("seq", st.LongType()),
+            st.StructField("event_id", st.StringType()),
             st.StructField("experiments", st.MapType(st.StringType(), st.StringType())),
             st.StructField("_corrupt", st.StringType()),
         ]
@@ -217,6 +219,8 @@ def _parse(spark: SparkSession, files: list[str], norm: list[str]) -> DataFrame:
         "recommendation",
         "recommender",
         "fallback",
+        "seq",
+        "event_id",
         "experiments",
     )
     # The raw line is kept only for bad lines (report examples); good lines keep
@@ -331,6 +335,8 @@ def read_events(
         "recommendation",
         "recommender",
         "fallback",
+        "seq",
+        "event_id",
         "experiments",
         "file_rank",
         "block",
@@ -345,6 +351,7 @@ def _empty_events(spark: SparkSession) -> DataFrame:
         [],
         "message string, timestamp bigint, user bigint, track bigint, time double, "
         "latency double, recommendation bigint, recommender string, fallback string, "
+        "seq bigint, event_id string, "
         "experiments map<string,string>, file_rank int, block bigint, rid bigint",
     )
 

@@ -1,7 +1,9 @@
 """Sessionization on Spark, with the embedded engine's semantics.
 
 A session is a user's run of events up to and including a `last` event, in
-(timestamp, file order, line order) order; the tail after a user's final
+the embedded engine's order (`botify.analysis.sessions.event_order`): by `seq`
+within epochs (a new one at each `seq == 1`) for a user whose events all carry
+`seq`, else by (timestamp, file order, line order); the tail after a user's final
 `last` is an unfinished session. Each event's session index within its user is
 the number of `last` events strictly before it: one window pass per user,
 no per-row Python.
@@ -21,6 +23,34 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
 SESSION_KEY = ("user", "sidx")
+#: Order of a user's events once `sessionize` added the seq keys.
+EVENT_ORDER = ("ord_epoch", "ord_seq", *ORDER)
+
+
+def _with_order(events: DataFrame) -> DataFrame:
+    """Adds `ord_epoch`, `ord_seq`: with ORDER, each user's events in the order they happened.
+
+    Mirrors `event_order`: a user whose events all carry `seq` is ordered by
+    (epoch, seq), where an epoch starts at each `seq == 1` in (timestamp, seq)
+    order (the Redis counter expired or was lost); anyone else by ORDER alone.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as sf
+
+    by_user = Window.partitionBy("user")
+    ok = sf.min(sf.col("seq").isNotNull().cast("int")).over(by_user) == 1
+    ev = events.withColumn("_ok", ok)
+    sv = sf.when(sf.col("_ok"), sf.col("seq")).otherwise(sf.lit(0))
+    w = by_user.orderBy(sf.col("timestamp"), sv, *[sf.col(c) for c in ORDER[1:]]).rowsBetween(
+        Window.unboundedPreceding, Window.currentRow
+    )
+    restart = (sf.col("_ok") & (sf.col("seq") == 1)).cast("long")
+    ev = ev.withColumn("_epoch", sf.sum(restart).over(w))
+    return ev.select(
+        *events.columns,
+        sf.when(sf.col("_ok"), sf.col("_epoch")).otherwise(sf.lit(0)).cast("long").alias("ord_epoch"),
+        sf.when(sf.col("_ok"), sf.col("seq")).otherwise(sf.lit(0)).cast("long").alias("ord_seq"),
+    )
 
 
 def sessionize(events: DataFrame) -> DataFrame:
@@ -28,7 +58,8 @@ def sessionize(events: DataFrame) -> DataFrame:
     from pyspark.sql import Window
     from pyspark.sql import functions as sf
 
-    order = [sf.col(c) for c in ORDER]
+    events = _with_order(events)
+    order = [sf.col(c) for c in EVENT_ORDER]
     w_user = Window.partitionBy("user").orderBy(*order)
     is_last = (sf.col("message") == "last").cast("int")
     ev = events.withColumn("is_last", is_last)
@@ -47,7 +78,7 @@ def _first(col: str | Column) -> Column:
     """Value of `col` on the session's first event (the embedded engine's choice for arms)."""
     from pyspark.sql import functions as sf
 
-    return sf.min_by(col, sf.struct(*[sf.col(c) for c in ORDER]))
+    return sf.min_by(col, sf.struct(*[sf.col(c) for c in EVENT_ORDER]))
 
 
 def sessions(sessionized: DataFrame, arm: Column | None = None) -> DataFrame:
@@ -100,4 +131,4 @@ def summary(sessions_df: DataFrame) -> dict[str, int]:
     }
 
 
-__all__ = ["SESSION_KEY", "session_ids", "sessionize", "sessions", "summary"]
+__all__ = ["EVENT_ORDER", "SESSION_KEY", "session_ids", "sessionize", "sessions", "summary"]
