@@ -5,9 +5,11 @@ some gzipped (sometimes while the plain copy still exists), a last line cut by a
 crash. The reader therefore validates every record, counts and skips bad ones by
 reason, detects duplicated files by content hash, and never raises on bad data.
 
-Speed: each file is parsed by pyarrow's multithreaded JSON reader; only a file
-that pyarrow rejects (a bad line somewhere, or a type it cannot unify) is
-re-read line by line with orjson to find out which lines are bad and why.
+Speed: each file is parsed by pyarrow's JSON reader, several files at once on a
+thread pool (pyarrow releases the GIL, so the files of a 4-worker run keep every
+core busy); only a file that pyarrow rejects (a bad line somewhere, or a type it
+cannot unify) is re-read line by line with orjson to find out which lines are
+bad and why.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import os
 import re
 import zlib
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,10 @@ log = logging.getLogger(__name__)
 
 MESSAGES = ("next", "last")
 REQUIRED = ("message", "timestamp", "user", "track", "time")
+#: Optional fields of newer services, passed through as columns when any file has them:
+#: `seq` (the user's event number, null when the service could not count) and
+#: `event_id` (unique per event; what duplicate detection relies on).
+OPTIONAL = ("seq", "event_id")
 EXP_PREFIX = "exp:"
 #: Reasons a record is skipped, in the order they are checked.
 REASONS = (
@@ -200,9 +208,9 @@ def _read_bytes(path: Path, report: LoadReport) -> bytes:
 class _Dedup:
     """Exact duplicate-file detection that hashes whole files only when needed.
 
-    A cheap fingerprint (length, hashes of the first and last 64 KiB) finds
-    candidates; only then are both full contents hashed (SHA-256), so a normal
-    run pays almost nothing for the check.
+    A cheap fingerprint (length, hashes of the first and last 64 KiB, taken while
+    the file is parsed) finds candidates; only then are both files read again and
+    hashed whole (SHA-256), so a normal run pays almost nothing for the check.
     """
 
     _EDGE = 65536
@@ -212,22 +220,20 @@ class _Dedup:
         self.by_fp: dict[tuple[int, bytes], list[Path]] = {}
         self.full: dict[Path, bytes] = {}
 
-    def _fp(self, data: bytes) -> tuple[int, bytes]:
-        h = hashlib.sha256(data[: self._EDGE])
-        h.update(data[-self._EDGE :])
+    @classmethod
+    def fingerprint(cls, data: bytes) -> tuple[int, bytes]:
+        h = hashlib.sha256(data[: cls._EDGE])
+        h.update(data[-cls._EDGE :])
         return (len(data), h.digest())
 
-    def _full(self, path: Path, data: bytes | None = None) -> bytes:
+    def _full(self, path: Path) -> bytes:
         if path not in self.full:
-            if data is None:
-                data = _read_bytes(path, LoadReport())
-            self.full[path] = hashlib.sha256(data).digest()
+            self.full[path] = hashlib.sha256(_read_bytes(path, LoadReport())).digest()
         return self.full[path]
 
-    def is_duplicate(self, path: Path, data: bytes) -> bool:
-        fp = self._fp(data)
+    def is_duplicate(self, path: Path, fp: tuple[int, bytes]) -> bool:
         for prev in self.by_fp.get(fp, []):
-            if self._full(prev) == self._full(path, data):
+            if self._full(prev) == self._full(path):
                 self.report.duplicate_files.append({"file": str(path), "same_as": str(prev)})
                 self.report._warn(f"{path}: same content as {prev}; counted once")
                 return True
@@ -250,11 +256,12 @@ def _is_str(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)
 
 
-def _fast_table(data: bytes) -> pa.Table | None:
+def _fast_table(data: bytes, use_threads: bool = True) -> pa.Table | None:
     """pyarrow parse with the types we accept, or None to ask for the slow path."""
     try:
         t = pj.read_json(
             pa.BufferReader(data),
+            read_options=pj.ReadOptions(use_threads=use_threads),
             parse_options=pj.ParseOptions(unexpected_field_behavior="infer"),
         )
     except pa.ArrowException:
@@ -269,6 +276,8 @@ def _fast_table(data: bytes) -> pa.Table | None:
         "recommendation": _is_int,
         "recommender": _is_str,
         "fallback": _is_str,
+        "seq": _is_int,
+        "event_id": _is_str,
     }
     for name, ok in checks.items():
         if name in s.names and not ok(s.field(name).type):
@@ -336,6 +345,10 @@ def _normalise(t: pa.Table, path: Path, report: LoadReport) -> pa.Table:
         "recommender": _col(t, "recommender", pa.string()),
         "fallback": _col(t, "fallback", pa.string()),
     }
+    if "seq" in t.schema.names:
+        cols["seq"] = _col(t, "seq", pa.int64())
+    if "event_id" in t.schema.names:
+        cols["event_id"] = _col(t, "event_id", pa.string())
     if "experiments" in t.schema.names:
         ex = t.column("experiments").combine_chunks()
         if pa.types.is_struct(ex.type):
@@ -374,6 +387,11 @@ def _normalise(t: pa.Table, path: Path, report: LoadReport) -> pa.Table:
     out = pa.table(cols)
     if not keep.all():
         out = out.filter(pa.array(keep))
+    # Strings become dictionary codes here, on the pool thread, so that the
+    # single-threaded assembly only remaps a few small dictionaries.
+    for name in ("message", "recommender", "fallback", *[c for c in cols if c.startswith(EXP_PREFIX)]):
+        i = out.schema.get_field_index(name)
+        out = out.set_column(i, name, out.column(name).combine_chunks().dictionary_encode())
     return out
 
 
@@ -397,6 +415,8 @@ def _type_ok(obj: dict[str, Any]) -> bool:
     if not (is_num(g("time")) and is_num(g("latency")) and is_int(g("recommendation"))):
         return False
     if not (is_str(g("recommender")) and is_str(g("fallback"))):
+        return False
+    if not (is_int(g("seq")) and is_str(g("event_id"))):
         return False
     ts = g("timestamp")
     if not (is_int(ts) or isinstance(ts, str)):
@@ -472,6 +492,10 @@ def _slow_table(data: bytes, path: Path, report: LoadReport) -> pa.Table:
         "recommender": pa.array(cols["recommender"], pa.string()),
         "fallback": pa.array(cols["fallback"], pa.string()),
     }
+    if any("seq" in o for o in good):
+        arrays["seq"] = pa.array([o.get("seq") for o in good], pa.int64())
+    if any("event_id" in o for o in good):
+        arrays["event_id"] = pa.array([o.get("event_id") for o in good], pa.string())
     names: list[str] = []
     for o in good:
         ex = o.get("experiments")
@@ -493,25 +517,69 @@ def _np(t: pa.Table, name: str) -> np.ndarray:
     return t.column(name).combine_chunks().to_numpy(zero_copy_only=False)
 
 
+def _user_time_order(user: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
+    """Stable order by (user, timestamp), ties in file order; None if already in order.
+
+    Same result as np.lexsort((ts, user)), at a third of the cost: a stable sort
+    by time (fast, each file is nearly time-ordered already) then stable radix
+    passes over 16-bit digits of the user id, which numpy sorts in linear time.
+    """
+    n = len(user)
+    if n == 0:
+        return None
+    u0 = int(user.min())
+    span = int(user.max()) - u0
+    if span >= 2**32:
+        order = np.lexsort((ts, user))
+    else:
+        order = np.argsort(ts, kind="stable")
+        rel = (user - u0).astype(np.uint32)
+        for shift in (0, 16) if span >= 2**16 else (0,):
+            digit = ((rel[order] >> shift) & 0xFFFF).astype(np.uint16)
+            order = order[np.argsort(digit, kind="stable")]
+    if np.array_equal(order, np.arange(n)):
+        return None
+    return order
+
+
+def _categorical_codes(col: pa.ChunkedArray) -> tuple[np.ndarray, list[Any]]:
+    """(int32 codes, categories) of a string or dictionary column, categories in order
+    of first appearance; -1 for null. Chunks may each carry their own dictionary."""
+    cats: list[Any] = []
+    index: dict[Any, int] = {}
+    parts: list[np.ndarray] = []
+    for ch in col.chunks:
+        if pa.types.is_null(ch.type):
+            ch = ch.cast(pa.string())
+        if not pa.types.is_dictionary(ch.type):
+            ch = ch.dictionary_encode()
+        d = ch.dictionary.to_pylist()
+        pos = np.full(len(d) + 1, -1, dtype=np.int32)  # the trailing -1 is for nulls
+        for j, v in enumerate(d):
+            if v is None:
+                continue
+            if v not in index:
+                index[v] = len(cats)
+                cats.append(v)
+            pos[j] = index[v]
+        idx = ch.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+        parts.append(pos[idx])
+    codes = np.concatenate(parts) if parts else np.zeros(0, np.int32)
+    return codes, cats
+
+
 def _to_pandas(t: pa.Table, exp_cols: list[str]) -> pd.DataFrame:
     """Sorted pandas frame. Reordering is done on numpy arrays and dictionary codes,
     never on Arrow strings (a string `take` costs more than the whole sort)."""
     user = _np(t, "user")
     ts = _np(t, "timestamp")
-    order: np.ndarray | None = np.lexsort((ts, user))  # stable: ties keep file order
-    if np.array_equal(order, np.arange(len(order))):
-        order = None
+    order = _user_time_order(user, ts)
 
     def take(a: np.ndarray) -> np.ndarray:
         return a if order is None else a[order]
 
     def cat(name: str, categories: list[str] | None = None) -> pd.Categorical:
-        a = t.column(name).combine_chunks()
-        if pa.types.is_null(a.type):
-            a = a.cast(pa.string())
-        enc = a.dictionary_encode()
-        codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
-        cats = enc.dictionary.to_pylist()
+        codes, cats = _categorical_codes(t.column(name))
         if categories is not None:  # remap to a fixed category order
             pos = np.array([categories.index(c) for c in cats] + [-1], dtype=np.int32)
             codes = pos[codes]  # -1 indexes the trailing -1
@@ -535,6 +603,18 @@ def _to_pandas(t: pa.Table, exp_cols: list[str]) -> pd.DataFrame:
             "fallback": cat("fallback"),
         }
     )
+    names = t.schema.names
+    if "seq" in names:
+        seq = t.column("seq").combine_chunks()
+        df["seq"] = pd.arrays.IntegerArray(
+            take(seq.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)),
+            take(seq.is_null().to_numpy(zero_copy_only=False)),
+        )
+    if "event_id" in names:
+        eid = t.column("event_id")
+        if order is not None:
+            eid = eid.take(pa.array(order))
+        df["event_id"] = pd.array(eid.combine_chunks(), dtype=pd.StringDtype("pyarrow"))
     for c in exp_cols:
         df[c] = cat(c)
     return df
@@ -556,6 +636,58 @@ def _empty_frame() -> pd.DataFrame:
     )
 
 
+@dataclass
+class _FileResult:
+    """One file's share of the work, done on a pool thread with its own report."""
+
+    path: Path
+    report: LoadReport
+    fingerprint: tuple[int, bytes] | None = None
+    table: pa.Table | None = None
+    slow: bool = False
+    unreadable: bool = False
+
+
+def _load_file(path: Path, use_threads: bool) -> _FileResult:
+    """Read, parse and validate one file; touches nothing shared (runs on a pool thread)."""
+    res = _FileResult(path, LoadReport())
+    try:
+        data = _read_bytes(path, res.report)
+    except OSError as exc:
+        res.report._warn(f"{path}: unreadable ({exc}); skipped")
+        res.unreadable = True
+        return res
+    res.fingerprint = _Dedup.fingerprint(data)
+    if not data or data.isspace():
+        return res
+    t = _fast_table(data, use_threads)
+    if t is not None:
+        sub = LoadReport()
+        try:
+            res.table = _normalise(t, path, sub)
+        except (pa.ArrowException, ValueError, OverflowError):
+            res.table = None  # a cast pyarrow cannot do: let the line parser judge
+        else:
+            res.report.lines += t.num_rows  # pyarrow skips blank lines, as the slow path does
+            res.report._merge(sub)
+    if res.table is None:
+        res.slow = True
+        res.table = _normalise(_slow_table(data, path, res.report), path, res.report)
+    return res
+
+
+def _load_all(files: list[Path]) -> list[_FileResult]:
+    """Every file's result, in file order. With fewer files than cores pyarrow's own
+    threads split each file; otherwise one file per pool thread, each single-threaded,
+    which saves pyarrow's chunking and hand-over cost (about a tenth of the CPU)."""
+    cores = os.cpu_count() or 1
+    if len(files) <= 1 or cores == 1:
+        return [_load_file(f, True) for f in files]
+    per_file_threads = len(files) < cores
+    with ThreadPoolExecutor(max_workers=min(cores, len(files))) as pool:
+        return list(pool.map(lambda f: _load_file(f, per_file_threads), files))
+
+
 def read_events(paths: PathLike | Sequence[PathLike] | Iterable[PathLike]) -> LoadedEvents:
     """Load, validate and sort every event of a run. Bad data is reported, never raised.
 
@@ -568,33 +700,21 @@ def read_events(paths: PathLike | Sequence[PathLike] | Iterable[PathLike]) -> Lo
     dedup = _Dedup(report)
     tables: list[pa.Table] = []
     used: list[Path] = []
-    for f in files:
-        try:
-            data = _read_bytes(f, report)
-        except OSError as exc:
-            report._warn(f"{f}: unreadable ({exc}); skipped")
+    for res in _load_all(files):
+        f = res.path
+        if res.unreadable or res.fingerprint is None:
+            report._merge(res.report)
             continue
-        if dedup.is_duplicate(f, data):
+        if dedup.is_duplicate(f, res.fingerprint):
+            report.warnings.extend(res.report.warnings)  # e.g. a damaged gzip copy
             continue
         used.append(f)
         report.files_read += 1
-        if not data or data.isspace():
-            continue
-        table = None
-        t = _fast_table(data)
-        if t is not None:
-            sub = LoadReport()
-            try:
-                table = _normalise(t, f, sub)
-            except (pa.ArrowException, ValueError, OverflowError):
-                table = None  # a cast pyarrow cannot do: let the line parser judge
-            else:
-                report.lines += t.num_rows  # pyarrow skips blank lines, as the slow path does
-                report._merge(sub)
-        if table is None:
-            report.files_slow_path += 1
-            table = _normalise(_slow_table(data, f, report), f, report)
-        tables.append(table)
+        report.lines += res.report.lines
+        report.files_slow_path += int(res.slow)
+        report._merge(res.report)
+        if res.table is not None:
+            tables.append(res.table)
     if report.bad:
         report._warn(f"skipped {report.bad} bad line(s): {dict(sorted(report.bad_lines.items()))}")
     if not tables:
@@ -622,6 +742,7 @@ def arm_column(experiment: str) -> str:
 __all__ = [
     "EXP_PREFIX",
     "MESSAGES",
+    "OPTIONAL",
     "REASONS",
     "LoadReport",
     "LoadedEvents",
