@@ -83,6 +83,8 @@ class LabOptions:
     reports_dir: Path = Path("reports")
     sim_config: Path = REPO_CONFIG
     metric: str = "time"
+    #: promote on the always-valid interval (confidence sequence) instead of the fixed one
+    sequential: bool = False
 
 
 @dataclass
@@ -362,13 +364,27 @@ def _effect(res: Any, arm: str, metric: str) -> dict[str, Any] | None:
     return None if rows.empty else rows.iloc[0].to_dict()
 
 
-def pick_champion(res: Any, arms: dict[str, str], champion: str, metric: str) -> str:
-    """The treatment with the largest significant lift on `metric`, else the champion."""
+def pick_champion(
+    res: Any, arms: dict[str, str], champion: str, metric: str, sequential: bool = False
+) -> str:
+    """The treatment with the largest significant lift on `metric`, else the champion.
+
+    sequential=True judges on the always-valid interval (botify.analysis.sequential),
+    which stays trustworthy however often the running experiment was looked at."""
     best, best_lift = champion, 0.0
+    seq = None
+    if sequential:
+        from botify.analysis.sequential import sequential_table
+
+        seq = sequential_table(res.user_level, "C", getattr(res, "alpha", 0.05))
     for arm, rec in arms.items():
         if arm == "C":
             continue
-        e = _effect(res, arm, metric)
+        if seq is not None:
+            rows = seq[(seq["treatment"] == arm) & (seq["metric"] == metric)] if len(seq) else seq
+            e = None if rows.empty else rows.iloc[0].to_dict()
+        else:
+            e = _effect(res, arm, metric)
         if not e:
             continue
         lift = float(e.get("effect", 0.0))
@@ -422,7 +438,7 @@ def run_lab(opts: LabOptions) -> list[DayResult]:
             time.sleep(0.3)  # let the background log writers flush the last events
             window = (start, int(time.time() * 1000))
             res = analyse_day(opts, day, exp, window, run_dir, report_dir, prev_window)
-            new_champion = pick_champion(res, arms, champion, opts.metric)
+            new_champion = pick_champion(res, arms, champion, opts.metric, opts.sequential)
             _say(f"day {day}: champion {champion} -> {new_champion}")
             results.append(DayResult(
                 day=day, experiment=exp, arms=arms, champion_before=champion,
