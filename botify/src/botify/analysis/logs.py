@@ -343,7 +343,10 @@ def _fast_table(data: bytes, use_threads: bool = True) -> pa.Table | None:
     try:
         t = pj.read_json(
             pa.BufferReader(data),
-            read_options=pj.ReadOptions(use_threads=use_threads),
+            # one thread per file: bigger blocks, less per-block overhead (about 8% of CPU)
+            read_options=pj.ReadOptions(
+                use_threads=use_threads, block_size=(1 << 20) if use_threads else (4 << 20)
+            ),
             parse_options=pj.ParseOptions(unexpected_field_behavior="infer"),
         )
     except pa.ArrowException:
@@ -444,7 +447,8 @@ def _normalise(
             for i in range(ex.type.num_fields):
                 name = ex.type.field(i).name
                 child = ex.field(i).cast(pa.string())
-                child = pc.if_else(validity, child, pa.nulls(n, pa.string()))
+                if ex.null_count:  # a line without `experiments`: no arm either
+                    child = pc.if_else(validity, child, pa.nulls(n, pa.string()))
                 cols[EXP_PREFIX + name] = child
 
     # Vectorised validation; a record gets the first reason that applies.
