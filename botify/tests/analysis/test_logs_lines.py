@@ -116,9 +116,21 @@ def test_mixed_ids_and_no_ids(tmp_path: Path) -> None:
     a = _ev(1, event_id="x1", seq=1)
     b = _ev(2)
     (tmp_path / "events-000001.jsonl").write_bytes(a + b"\n" + b + b"\n")
+    x1_again = orjson.dumps({"event_id": "x1", **orjson.loads(_ev(1)), "seq": 1})  # other key order
     (tmp_path / "events-000002.jsonl").write_bytes(
-        _ev(9, event_id="x1", seq=1) + b"\n" + b + b"\n" + _ev(3, event_id="x3") + b"\n"
+        x1_again + b"\n" + b + b"\n" + _ev(3, event_id="x3") + b"\n"
     )
     r = read_events(tmp_path).report
     # x1 again (its text differs, the id says it is the same event) and b again
     assert r.duplicate_events == {"event_id": 1, "line": 1} and r.events == 3
+    assert {e["by"] for e in r.duplicate_examples} == {"event_id", "line"}
+
+
+def test_same_user_and_millisecond_different_ids_are_kept(tmp_path: Path) -> None:
+    # the race of issue 16 part 1: two workers log two events of a user in one millisecond
+    rows = [_ev(0, event_id="a", track=1), _ev(0, event_id="b", track=1), _ev(0, event_id="a", track=1)]
+    (tmp_path / "events-000001.jsonl").write_bytes(b"\n".join(rows) + b"\n")
+    le = read_events(tmp_path)
+    assert le.report.duplicate_events == {"event_id": 1} and len(le.events) == 2
+    assert le.report.duplicate_examples[0]["line"] == 3
+    assert le.report.duplicate_examples[0]["same_as"].endswith("events-000001.jsonl:1")
