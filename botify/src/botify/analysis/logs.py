@@ -802,7 +802,10 @@ def _load_all(files: list[Path]) -> list[_FileResult]:
     """Every file's result, in file order. With fewer files than cores pyarrow's own
     threads split each file; otherwise one file per pool thread, each single-threaded,
     which saves pyarrow's chunking and hand-over cost (about a tenth of the CPU)."""
-    cores = os.cpu_count() or 1
+    try:
+        cores = len(os.sched_getaffinity(0))  # the cores this process may use, not the machine's
+    except AttributeError:  # not on every platform
+        cores = os.cpu_count() or 1
     if len(files) <= 1 or cores == 1:
         return [_load_file(f, i, True) for i, f in enumerate(files)]
     per_file_threads = len(files) < cores
