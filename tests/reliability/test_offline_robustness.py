@@ -3,8 +3,8 @@
 Clean logs come from botify.analysis.synth (the service's log format: two worker
 dirs, rotated files). The damaged copy adds what real runs produce: a line torn in
 the middle of a file, a last line cut by a crash, lines with unknown fields or that
-are not events at all, a worker directory collected twice and a gzipped copy of a
-file beside the original. The reference is the clean logs minus exactly the one
+are not events at all, a worker directory collected twice, a gzipped copy of a
+file beside the original and 30 events delivered twice. The reference is the clean logs minus exactly the one
 event the torn line destroyed, i.e. what is valid in the damaged copy. Analysis
 and training of the damaged copy must equal those of the reference, number for
 number, and say what they skipped. Empty arms must give a warning, not a crash
@@ -72,6 +72,11 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     shutil.copytree(w0, damaged / "copied-again" / w0.name)
     g = sorted(w1.glob("events-*.jsonl"))[1]
     g.with_name(g.name + ".gz").write_bytes(gzip.compress(g.read_bytes()))
+
+    # 5. events delivered twice: 30 lines of a file re-sent into a new file (old-format
+    #    logs, no event_id: recognised as identical lines), with an empty line between
+    resent = g.read_bytes().splitlines(keepends=True)[100:130]
+    (w1 / "events-000090.jsonl").write_bytes(b"".join(resent[:15]) + b"\n" + b"".join(resent[15:]))
     return {"clean": clean, "damaged": damaged, "reference": reference}
 
 
@@ -90,6 +95,8 @@ def test_reader_counts_every_kind_of_damage(logs: dict[str, Path]) -> None:
     assert r.bad_lines == {"invalid_json": 1, "truncated": 1, "missing_field": 1, "unknown_message": 1}, r.bad_lines
     n_copied = len(list((logs["damaged"] / "copied-again").rglob("events-*.jsonl")))
     assert r.duplicates == n_copied + 1, r.duplicate_files
+    assert r.duplicate_events == {"line": 30} and r.empty_lines == 1
+    assert all(e["text"] and ":" in e["where"] for e in r.bad_examples + r.duplicate_examples)
     assert r.events == ref.report.events == len(ref.events) == len(dmg.events)
     assert ref.report.bad == 0 and ref.report.duplicates == 0
     # the warnings say what was skipped and why, in words an operator can act on
@@ -122,8 +129,9 @@ def test_ab_cli_shows_the_damage(logs: dict[str, Path], capsys: pytest.CaptureFi
 
     assert main(["--logs", str(logs["damaged"]), "--experiment", "EXP"]) == 0
     out = capsys.readouterr()
-    text = out.out + out.err
+    text = " ".join((out.out + out.err).split())  # rich wraps the long summary line
     assert "4 bad line(s) skipped" in text and "duplicate file(s) skipped" in text, text[-3000:]
+    assert "30 duplicated event(s) dropped (by line=30)" in text, text[-3000:]
 
 
 def test_empty_arms_warn_and_leave_the_other_arms_alone(logs: dict[str, Path]) -> None:

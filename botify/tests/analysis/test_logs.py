@@ -229,3 +229,49 @@ def test_sequence_of_paths_and_explicit_file(tmp_path: Path) -> None:
     le = read_events([tmp_path / "a", str(f)])
     assert le.report.duplicates == 1
     _check_same(le.events, s)
+
+
+def test_seq_and_event_id_pass_through_and_old_logs_unchanged(tmp_path: Path) -> None:
+    s = _synth(seed=11, n_users=90)
+    write_logs(s, tmp_path / "new", workers=2, rotate_every=400, ids=True)
+    write_logs(s, tmp_path / "old", workers=2, rotate_every=400)
+    new, old = read_events(tmp_path / "new"), read_events(tmp_path / "old")
+    assert "seq" not in old.events.columns and "event_id" not in old.events.columns
+    _check_same(new.events, s)
+    ev = new.events
+    assert str(ev["seq"].dtype) == "Int64"
+    # seq counts each user's events from 1 in time order: the sorted frame shows 1, 2, 3, ...
+    expect = ev.groupby("user").cumcount().to_numpy() + 1
+    np.testing.assert_array_equal(ev["seq"].to_numpy(dtype=np.int64), expect)
+    assert ev["event_id"].str.len().eq(32).all() and ev["event_id"].is_unique
+    pd.testing.assert_frame_equal(ev.drop(columns=["seq", "event_id"]), old.events)
+
+
+def test_seq_null_and_mixed_old_new_files(tmp_path: Path) -> None:
+    base = {"timestamp": 1, "user": 1, "track": 1, "time": 0.5, "latency": 0.1}
+    (tmp_path / "events-000001.jsonl").write_bytes(
+        orjson.dumps({**base, "message": "next"}) + b"\n"
+    )
+    (tmp_path / "events-000002.jsonl").write_bytes(
+        orjson.dumps({**base, "message": "last", "timestamp": 2, "seq": None, "event_id": "b"})
+        + b"\n"
+        + orjson.dumps({**base, "message": "next", "timestamp": 3, "seq": 7, "event_id": "c"})
+        + b"\n"
+    )
+    ev = read_events(tmp_path).events
+    assert ev["seq"].isna().tolist() == [True, True, False] and int(ev["seq"].iloc[2]) == 7
+    assert ev["event_id"].isna().tolist() == [True, False, False]
+
+
+@pytest.mark.parametrize("span", [50, 70_000, 2**33])
+def test_sort_matches_lexsort_for_any_user_range(span: int) -> None:
+    from botify.analysis.logs import _user_time_order
+
+    rng = np.random.default_rng(span)
+    n = 5000
+    user = rng.integers(-span // 2, span // 2, n) if span > 100 else rng.integers(0, span, n)
+    ts = np.concatenate([np.sort(rng.integers(0, 300, n // 2)), np.sort(rng.integers(0, 300, n - n // 2))])
+    order = _user_time_order(user, ts)
+    assert order is not None
+    np.testing.assert_array_equal(order, np.lexsort((ts, user)))
+    assert _user_time_order(user[order], ts[order]) is None

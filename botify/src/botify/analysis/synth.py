@@ -180,12 +180,14 @@ def write_logs(
     timestamps: str = "ms",
     gzip_rotated: bool = False,
     seed: int = 0,
+    ids: bool = False,
 ) -> list[Path]:
     """Write events as the service does: one dir per worker, rotated `events-NNNNNN.jsonl`.
 
     extras=False writes the plain COMPAT fields only; timestamps="iso" writes
     ISO-8601 strings instead of epoch milliseconds; gzip_rotated gzips every
-    file but the newest of each worker.
+    file but the newest of each worker; ids=True adds the service's optional
+    `seq` (the user's event number, from 1) and `event_id` (32 hex digits, unique).
     """
     if timestamps not in ("ms", "iso"):
         raise ValueError("timestamps must be 'ms' or 'iso'")
@@ -205,6 +207,8 @@ def write_logs(
     tm = df["time"].to_numpy()
     lt = df["latency"].to_numpy()
     rc = df["recommendation"].to_numpy()
+    seq = df.groupby("user", sort=False).cumcount().to_numpy() + 1
+    eid = rng.integers(0, 2**63, (len(df), 2)) if ids else None
     for w in range(max(1, workers)):
         d = logdir / f"synth-{1000 + w}-{synth.spec.start_ms}"
         d.mkdir(parents=True, exist_ok=True)
@@ -229,6 +233,9 @@ def write_logs(
                     "recommendation": rec,
                     "experiments": {name: str(user_arms[name][u]) for name in exp_names},
                 }
+                if eid is not None:
+                    o["seq"] = int(seq[i])
+                    o["event_id"] = f"{int(eid[i, 0]):016x}{int(eid[i, 1]):016x}"
                 if extras:
                     arm = str(user_arms[serving][u]) if serving else "C"
                     o["recommender"] = f"rec_{arm}" if recs else "random"
@@ -247,17 +254,17 @@ def write_logs(
 
 
 
-def write_benchmark_logs(n_events: int, logdir: str | Path, seed: int) -> int:
+def write_benchmark_logs(n_events: int, logdir: str | Path, seed: int, ids: bool = False) -> int:
     """About `n_events` events of a 2-day, 2-arm experiment (T1 +5%), written as 2 service
     workers with rotation: the data set of the offline and Spark benchmarks. Returns the
-    number of events written."""
+    number of events written. ids=True: with the service's `seq` and `event_id` fields."""
     spec = SynthSpec(days=2, seed=seed, experiments={"EXP": ("C", "T1")}, effects={"T1": 1.05})
     spec.n_users = n_users_for(n_events, spec)
     s = generate(spec)
     # the per-user activity spread makes the count drift; rescale users once
     spec.n_users = max(1, int(spec.n_users * n_events / max(len(s.frame), 1)))
     s = generate(spec)
-    write_logs(s, logdir, workers=2, rotate_every=250_000)
+    write_logs(s, logdir, workers=2, rotate_every=250_000, ids=ids)
     return len(s.frame)
 
 

@@ -106,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--fail-on-invalid", action="store_true", help="exit 4 when the verdict is invalid"
     )
     p.add_argument("--quiet", action="store_true", help="no terminal table")
+    p.add_argument(
+        "--sequential",
+        action="store_true",
+        help="also print always-valid intervals (confidence sequences): safe to check "
+        "a running experiment as often as you like",
+    )
     add_engine_args(p)
     return p
 
@@ -161,4 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     res.load_report = loaded.report
     res.previous_load_report = prev.report if prev is not None else None
-    return emit(res, args, con, t0)
+    code = emit(res, args, con, t0)
+    if args.sequential and not args.quiet:
+        from botify.analysis.sequential import format_sequential, sequential_table
+
+        seq = sequential_table(res.user_level, args.control, args.alpha)
+        con.print(format_sequential(seq, args.alpha), markup=False, highlight=False)
+    return code

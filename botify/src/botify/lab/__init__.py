@@ -86,6 +86,8 @@ class LabOptions:
     #: the verdict gate's thresholds (botify.analysis.verdict.Gate)
     max_fallback: float = 0.01
     min_users: int = 30
+    #: promote on the always-valid interval (confidence sequence) instead of the fixed one
+    sequential: bool = False
 
 
 @dataclass
@@ -365,16 +367,37 @@ def analyse_day(
     return res
 
 
-def pick_champion(res: Any, arms: dict[str, str], champion: str) -> str:
+def pick_champion(
+    res: Any, arms: dict[str, str], champion: str, metric: str = "time", sequential: bool = False
+) -> str:
     """The arm the verdict gate ships (Holm, SRM, serving health, enough users), else the champion.
 
     Why the gate and not the table: promoting on an uncorrected interval, a broken
     split or an arm answered by its fallback crowns the wrong recommender.
+    sequential=True also asks the always-valid interval (botify.analysis.sequential)
+    to exclude 0, which stays trustworthy however often the experiment was looked at.
     """
     v = res.verdict
-    if v is not None and v.decision == "ship" and v.arm in arms:
-        return arms[v.arm]
-    return champion
+    if v is None or v.decision == "invalid":
+        return champion
+    if not sequential:
+        return arms[v.arm] if v.decision == "ship" and v.arm in arms else champion
+    from botify.analysis.sequential import sequential_table
+
+    seq = sequential_table(res.user_level, "C", getattr(res, "alpha", 0.05))
+    best, best_lift = champion, 0.0
+    for arm, rec in arms.items():
+        if arm == "C" or not len(seq):
+            continue
+        rows = seq[(seq["treatment"] == arm) & (seq["metric"] == metric)]
+        if rows.empty:
+            continue
+        e = rows.iloc[0].to_dict()
+        lift = float(e.get("effect", 0.0))
+        lower = float(e.get("lower", e.get("ci_low", float("nan"))))
+        if lower > 0 and lift > best_lift:
+            best, best_lift = rec, lift
+    return best
 
 
 def _mean_time(res: Any) -> dict[str, float]:
@@ -421,7 +444,7 @@ def run_lab(opts: LabOptions) -> list[DayResult]:
             time.sleep(0.3)  # let the background log writers flush the last events
             window = (start, int(time.time() * 1000))
             res = analyse_day(opts, day, exp, window, run_dir, report_dir, prev_window)
-            new_champion = pick_champion(res, arms, champion)
+            new_champion = pick_champion(res, arms, champion, opts.metric, opts.sequential)
             _say(f"day {day}: {res.verdict.summary() if res.verdict else 'no verdict'}")
             _say(f"day {day}: champion {champion} -> {new_champion}")
             results.append(DayResult(
