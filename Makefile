@@ -33,7 +33,7 @@ user-flow.png: docs/user-flow.dot
 	dot -Tpng -Gdpi=110 $< -o $@
 
 clean:
-	rm -rf $(VENV) data logs reports run .pytest_cache .ruff_cache
+	rm -rf $(VENV) data logs reports run runs artifacts .pytest_cache .ruff_cache
 
 # Slide decks (slides/*.md) -> self-contained HTML in slides/build/, figures made by the project.
 .PHONY: slides slides-figures slides-html
