@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ld = sub.add_parser("load", help="load a catalog or a recommendation table into Redis")
     ld_sub = ld.add_subparsers(dest="kind", metavar="WHAT", required=True)
-    c = ld_sub.add_parser("catalog", help="load a tracks file (COMPAT JSON lines)")
+    c = ld_sub.add_parser("catalog", help="load a tracks file (the course's JSON lines)")
     _common(c)
     c.add_argument("file", type=Path, metavar="FILE")
     c.set_defaults(func=cmd_load, no_switch=False)
