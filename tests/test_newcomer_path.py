@@ -4,7 +4,10 @@ files outside it), and the Makefile's install targets install what each command 
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +64,118 @@ def test_compat_is_not_an_undefined_word_in_what_users_read() -> None:
                 ":!docs/interfaces.md")
     assert proc.returncode == 1, proc.stdout
     assert "COMPAT" in (ROOT / "docs" / "interfaces.md").read_text()
+
+
+# -- make demo installs only what it needs --------------------------------------------
+
+HEAVY = ("torch", "implicit", "pyspark", "jupyterlab")
+
+
+def _pip_lines(target: str) -> list[str]:
+    out = _make_dry_run(target, "VENV=/nonexistent-venv")
+    return [line for line in out.splitlines() if "-m pip install" in line and " -e " in line]
+
+
+def test_make_demo_installs_only_the_analysis_extra() -> None:
+    demo = _make_dry_run("demo", "VENV=/nonexistent-venv")
+    assert "botify[offline]" in demo and "-m botify demo" in demo
+    for extra in ("train", "spark", "notebooks"):
+        assert extra not in demo.replace("install-", ""), demo
+    assert "requirements-dev.txt" not in demo
+
+
+@pytest.mark.parametrize(("target", "extra"), [("install-train", "train"), ("install-spark", "spark"),
+                                               ("install-notebooks", "notebooks"), ("notebooks", "notebooks")])
+def test_heavy_extras_come_with_the_targets_that_need_them(target: str, extra: str) -> None:
+    lines = _pip_lines(target)
+    assert lines and all(extra in line for line in lines), lines
+
+
+def test_make_install_still_installs_everything_for_make_test() -> None:
+    (line,) = _pip_lines("install")
+    assert "offline,train,spark,notebooks" in line and "-r requirements-dev.txt" in line
+    assert "install" in _make_dry_run("test", "VENV=/nonexistent-venv")
+
+
+def test_pip_is_not_silenced() -> None:
+    for target in ("install", "install-demo", "install-notebooks"):
+        out = _make_dry_run(target, "VENV=/nonexistent-venv")
+        assert " -q" not in out, f"make {target} hides pip's progress"
+        assert "echo \"==> [" in out or "==> [" in out
+
+
+def test_the_demo_imports_no_heavy_extra() -> None:
+    """`make demo` runs without torch, implicit, pyspark or JupyterLab: the lab, the demo
+    command, the analysis and the lab's default models import none of them."""
+    code = (
+        "import importlib.abc, sys\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        f"    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {HEAVY!r}:\n"
+        "            raise ImportError(f'blocked heavy import: {name}')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import botify.cli.demo, botify.cli.main, botify.lab, botify.analysis.ab, botify.analysis.report\n"
+        "from botify.lab import LabOptions\n"
+        "from botify.training.models import get_model\n"
+        "for m in LabOptions.__dataclass_fields__['models'].default_factory():\n"
+        "    get_model(m)\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
+# -- make notebooks -----------------------------------------------------------------------
+
+
+def _start(args: list[str], root: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "jupyter" / "start.py"), *args], cwd=root,
+                          capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_notebooks_target_starts_jupyterlab_through_the_helper() -> None:
+    out = _make_dry_run("notebooks", "VENV=/nonexistent-venv")
+    assert "/nonexistent-venv/bin/python jupyter/start.py" in out
+
+
+def test_notebook_paths_find_the_newest_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sys.path.insert(0, str(ROOT / "jupyter"))
+    try:
+        import _paths
+    finally:
+        sys.path.remove(str(ROOT / "jupyter"))
+    monkeypatch.delenv("BOTIFY_LOGS", raising=False)
+    monkeypatch.delenv("BOTIFY_WORLD", raising=False)
+    with pytest.raises(FileNotFoundError, match="make demo"):
+        _paths.newest_run_logs(tmp_path)
+    assert _paths.world_dir(tmp_path) == tmp_path / "data" / "world"
+    old, new = tmp_path / "runs" / "demo-1" / "logs", tmp_path / "runs" / "demo-2" / "logs"
+    for i, logs in enumerate((new, old)):  # the older one is written last, with an older mtime
+        logs.mkdir(parents=True)
+        os.utime(logs, (1_000_000 + i * -10, 1_000_000 + i * -10))
+    (new.parent / "lab.json").write_text(json.dumps({"world": "worlds/w1"}))
+    assert _paths.newest_run_logs(tmp_path) == new
+    assert _paths.logs_dir(tmp_path) == new
+    assert _paths.world_dir(tmp_path) == tmp_path / "worlds" / "w1"
+    monkeypatch.setenv("BOTIFY_LOGS", str(old))
+    assert _paths.logs_dir(tmp_path) == old
+    assert _paths.world_dir(tmp_path) == tmp_path / "data" / "world"  # old has no lab.json
+    # the notebooks use the helper, not their own copy of it
+    for nb in (ROOT / "jupyter").glob("*.ipynb"):
+        first_code = next(c for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
+        src = "".join(first_code["source"])
+        assert "from _paths import" in src and "def " not in src, nb.name
+
+
+def test_start_says_which_run_or_that_there_is_none(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOTIFY_")}
+    logs = tmp_path / "runs" / "lab-x" / "logs"
+    env["BOTIFY_LOGS"] = str(logs)
+    proc = _start(["--dry-run"], tmp_path, env)
+    assert proc.returncode == 2 and "not a directory" in proc.stderr, proc
+    logs.mkdir(parents=True)
+    proc = _start(["--dry-run", "--port", "0"], tmp_path, env)
+    assert proc.returncode == 0, proc.stderr
+    assert f"logs {logs}" in proc.stdout
+    assert f"{sys.executable} -m jupyterlab --notebook-dir={ROOT / 'jupyter'} --port 0" in proc.stdout

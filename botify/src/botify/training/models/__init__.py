@@ -45,7 +45,7 @@ def get_model(name: str) -> ModuleType:
     except ImportError as exc:  # pragma: no cover - depends on installed extras
         raise ImportError(
             f"model {name!r} needs an optional dependency ({exc.name}); "
-            "install it with: pip install -e './botify[train]'"
+            "install it with: make install-train (or pip install -e './botify[train]')"
         ) from exc
 
 
@@ -61,7 +61,7 @@ def fit_model(name: str, data: Any, params: Any, *, k: int, seed: int,
     except ImportError as exc:
         raise ImportError(
             f"model {name!r} needs an optional dependency ({exc.name or exc}); "
-            "install it with: pip install -e './botify[train]'"
+            "install it with: make install-train (or pip install -e './botify[train]')"
         ) from exc
 
 
