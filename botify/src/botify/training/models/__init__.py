@@ -50,7 +50,7 @@ def get_model(name: str) -> ModuleType:
 
 
 def fit_model(name: str, data: Any, params: Any, *, k: int, seed: int,
-              progress: bool = False) -> Any:
+              progress: bool | str = False) -> Any:
     """Run ``name``'s fit; a missing optional dependency becomes a one-line hint."""
     mod = get_model(name)
     kw: dict[str, Any] = {"k": k, "seed": seed}
