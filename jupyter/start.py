@@ -24,8 +24,13 @@ NOTEBOOKS = Path(__file__).resolve().parent
 
 
 def command(extra: Sequence[str] = ()) -> list[str]:
-    """The JupyterLab command line: this interpreter, the notebooks' directory."""
-    return [sys.executable, "-m", "jupyterlab", f"--notebook-dir={NOTEBOOKS}", *extra]
+    """The JupyterLab command line: this interpreter, the notebooks' directory.
+
+    As root (a container's default user) JupyterLab refuses to start without --allow-root;
+    the student did not choose to be root, so it is passed for them.
+    """
+    root = ["--allow-root"] if os.geteuid() == 0 and "--allow-root" not in extra else []
+    return [sys.executable, "-m", "jupyterlab", f"--notebook-dir={NOTEBOOKS}", *root, *extra]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -178,4 +178,49 @@ def test_start_says_which_run_or_that_there_is_none(tmp_path: Path) -> None:
     proc = _start(["--dry-run", "--port", "0"], tmp_path, env)
     assert proc.returncode == 0, proc.stderr
     assert f"logs {logs}" in proc.stdout
-    assert f"{sys.executable} -m jupyterlab --notebook-dir={ROOT / 'jupyter'} --port 0" in proc.stdout
+    root = " --allow-root" if os.geteuid() == 0 else ""
+    assert f"{sys.executable} -m jupyterlab --notebook-dir={ROOT / 'jupyter'}{root} --port 0" in proc.stdout
+
+
+def test_make_notebooks_really_starts_jupyterlab(tmp_path: Path) -> None:
+    """With the notebooks extra installed, start.py brings JupyterLab up on jupyter/ with the
+    run pinned in its environment; stopped again within seconds."""
+    pytest.importorskip("jupyterlab")
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    logs = tmp_path / "runs" / "demo-x" / "logs"
+    logs.mkdir(parents=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOTIFY_")}
+    env.update(BOTIFY_LOGS=str(logs), JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"),
+               JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"), JUPYTER_DATA_DIR=str(tmp_path / "data"))
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "jupyter" / "start.py"), "--no-browser", "--ip=127.0.0.1",
+         f"--port={port}", "--IdentityProvider.token=", "--ServerApp.password="],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        body = ""
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents", timeout=2) as r:
+                    body = r.read().decode()
+                break
+            except OSError:
+                time.sleep(0.3)
+        assert "ab_analysis.ipynb" in body, body[:500]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            out, _ = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+    assert f"notebooks: logs {logs}" in out
