@@ -14,7 +14,8 @@ EXTRAS_SPARK     := offline,spark
 EXTRAS_NOTEBOOKS := offline,notebooks
 EXTRAS_ALL       := offline,train,spark,notebooks
 
-.PHONY: install install-demo install-train install-spark install-notebooks demo notebooks test lint fmt bench clean user-flow
+.PHONY: install demo test lint fmt bench clean user-flow
+.PHONY: install-demo install-train install-spark install-notebooks notebooks
 
 install: $(STAMP) ## create .venv and install sim, botify with every extra and the dev tools
 
@@ -25,7 +26,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --upgrade pip setuptools wheel
 
 $(STAMP): sim/pyproject.toml botify/pyproject.toml requirements-dev.txt | $(BIN)/python
-	@echo "==> [install] sim, botify[$(EXTRAS_ALL)] and the dev tools (torch and pyspark included: a few minutes)"
+	@echo "==> [install] sim, botify[$(EXTRAS_ALL)] and the dev tools (torch and pyspark included: about 2.3 GB)"
 	$(PIP) -e ./sim -e "./botify[$(EXTRAS_ALL)]" -r requirements-dev.txt
 	@touch $@ $(VENV)/.installed-demo $(VENV)/.installed-train $(VENV)/.installed-spark $(VENV)/.installed-notebooks
 	@echo "==> [install] done: $(VENV)"
