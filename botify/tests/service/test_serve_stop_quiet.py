@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,46 @@ def test_the_deadline_warns_only_when_event_lines_may_be_lost(
     records = [r for r in caplog.records if r.name == "botify.service.server"]
     assert [r.levelno for r in records] == [level], [r.getMessage() for r in records]
     assert "granian did not act on it" in records[0].getMessage()
+
+
+class _Inner:
+    """A worker process as granian's join sees it: alive for `alive_polls` more checks."""
+
+    def __init__(self, exiting: bool, alive_polls: int) -> None:
+        import os
+
+        r, w = os.pipe()
+        if exiting:
+            os.close(w)  # the kernel closed the exiting process's end: readable (EOF)
+        else:
+            self._w = w  # still held by a running process: not readable
+        self.sentinel = r
+        self.polls = alive_polls
+
+    def is_alive(self) -> bool:
+        self.polls -= 1
+        return self.polls >= 0
+
+
+class _Worker:
+    def __init__(self, inner: _Inner) -> None:
+        self.inner = inner
+        self.joined: list[float | None] = []
+
+    def join(self, timeout: float | None = None) -> None:
+        self.joined.append(timeout)
+
+
+def test_a_worker_already_exiting_is_waited_for_not_killed() -> None:
+    from botify.service import server as serve
+
+    exiting = _Worker(_Inner(exiting=True, alive_polls=5))
+    serve._settle_join(exiting)
+    exiting.join(15)
+    assert exiting.joined == [15] and exiting.inner.polls < 0  # waited until reaped
+
+    running = _Worker(_Inner(exiting=False, alive_polls=1000))
+    serve._settle_join(running)
+    t0 = time.monotonic()
+    running.join(0.01)
+    assert time.monotonic() - t0 < 0.5 and running.inner.polls == 999  # granian decides at once
