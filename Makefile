@@ -1,21 +1,66 @@
 # botify: two commands on a fresh machine: `make demo` and `make test`.
 PY      ?= python3
-VENV    := .venv
+VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+# pip without -q: it prints each package it collects, downloads and installs (the progress).
+PIP     := $(BIN)/python -m pip install
+# What each command installs: `make demo` only the service, the simulator and the analysis
+# (botify[offline]); training mf/sasrec (torch, implicit), Spark and JupyterLab are extras
+# installed by the targets that need them; `make install` (make test, CI) installs all.
+EXTRAS_DEMO      := offline
+EXTRAS_TRAIN     := offline,train
+EXTRAS_SPARK     := offline,spark
+EXTRAS_NOTEBOOKS := offline,notebooks
+EXTRAS_ALL       := offline,train,spark,notebooks
 
 .PHONY: install demo test lint fmt bench clean user-flow
+.PHONY: install-demo install-train install-spark install-notebooks notebooks
 
-install: $(STAMP) ## create .venv and install sim, botify and the dev tools
+install: $(STAMP) ## create .venv and install sim, botify with every extra and the dev tools
 
-$(STAMP): sim/pyproject.toml botify/pyproject.toml requirements-dev.txt
-	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install -q -e ./sim -e "./botify[offline,train,spark]" -r requirements-dev.txt
+$(BIN)/python:
+	@echo "==> [venv] creating $(VENV) with $(PY)"
+	$(PY) -m venv $(VENV)
+	@echo "==> [venv] upgrading pip, setuptools, wheel"
+	$(BIN)/python -m pip install --upgrade pip setuptools wheel
+
+$(STAMP): sim/pyproject.toml botify/pyproject.toml requirements-dev.txt | $(BIN)/python
+	@echo "==> [install] sim, botify[$(EXTRAS_ALL)] and the dev tools (torch and pyspark included: about 2.3 GB)"
+	$(PIP) -e ./sim -e "./botify[$(EXTRAS_ALL)]" -r requirements-dev.txt
+	@touch $@ $(VENV)/.installed-demo $(VENV)/.installed-train $(VENV)/.installed-spark $(VENV)/.installed-notebooks
+	@echo "==> [install] done: $(VENV)"
+
+install-demo: $(VENV)/.installed-demo ## only what `make demo` needs: sim, botify[offline]
+install-train: $(VENV)/.installed-train ## + training mf (implicit) and sasrec (torch, CPU)
+install-spark: $(VENV)/.installed-spark ## + the Spark engine (pyspark; needs Java 17+)
+install-notebooks: $(VENV)/.installed-notebooks ## + JupyterLab
+
+$(VENV)/.installed-demo: sim/pyproject.toml botify/pyproject.toml | $(BIN)/python
+	@echo "==> [install-demo] sim and botify[$(EXTRAS_DEMO)]: the service, the simulator, the analysis"
+	$(PIP) -e ./sim -e "./botify[$(EXTRAS_DEMO)]"
 	@touch $@
 
-demo: install ## world -> service on embedded Redis -> one simulated A/B day -> report
+$(VENV)/.installed-train: sim/pyproject.toml botify/pyproject.toml | $(BIN)/python
+	@echo "==> [install-train] sim and botify[$(EXTRAS_TRAIN)] (torch CPU, implicit)"
+	$(PIP) -e ./sim -e "./botify[$(EXTRAS_TRAIN)]"
+	@touch $@ $(VENV)/.installed-demo
+
+$(VENV)/.installed-spark: sim/pyproject.toml botify/pyproject.toml | $(BIN)/python
+	@echo "==> [install-spark] sim and botify[$(EXTRAS_SPARK)] (pyspark)"
+	$(PIP) -e ./sim -e "./botify[$(EXTRAS_SPARK)]"
+	@touch $@ $(VENV)/.installed-demo
+
+$(VENV)/.installed-notebooks: sim/pyproject.toml botify/pyproject.toml | $(BIN)/python
+	@echo "==> [install-notebooks] sim and botify[$(EXTRAS_NOTEBOOKS)] (JupyterLab)"
+	$(PIP) -e ./sim -e "./botify[$(EXTRAS_NOTEBOOKS)]"
+	@touch $@ $(VENV)/.installed-demo
+
+demo: install-demo ## world -> service on embedded Redis -> simulated A/B days -> report
 	$(BIN)/python -m botify demo
+
+notebooks: install-notebooks ## JupyterLab on jupyter/, reading the newest run's logs (make demo first)
+	$(BIN)/python jupyter/start.py
 
 test: install ## lint + the whole test suite
 	$(BIN)/ruff check .
@@ -33,7 +78,7 @@ user-flow.png: docs/user-flow.dot
 	dot -Tpng -Gdpi=110 $< -o $@
 
 clean:
-	rm -rf $(VENV) data logs reports run .pytest_cache .ruff_cache
+	rm -rf $(VENV) data logs reports run runs artifacts .pytest_cache .ruff_cache
 
 # Slide decks (slides/*.md) -> self-contained HTML in slides/build/, figures made by the project.
 .PHONY: slides slides-figures slides-html

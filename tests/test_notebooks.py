@@ -137,6 +137,11 @@ def test_ab_analysis_notebook(kernel_dir: Path, tmp_path: Path) -> None:
     assert "analysing: DAY1" in text
     assert re.search(r"by hand and botify\.analysis\.ab agree on all \d+ rows", text)
     assert n_images(nb) >= 3
+    # CUPED is not empty on a default (two-day) run: day 2 with day 1 as the history
+    m = re.search(r"CUPED on (\w+): covariate = .* in the ([\d,]+) events before it", text)
+    assert m and m.group(1) != "DAY1" and int(m.group(2).replace(",", "")) > 0, text[-3000:]
+    assert re.search(r"the CUPED interval is narrower by -?\d+%", text), text[-3000:]
+    assert "variance_reduction" in text
 
     # jupyter/clear_outputs.py turns the executed notebook back into the stored one
     executed = tmp_path / "executed.ipynb"
@@ -168,6 +173,11 @@ def test_train_and_deploy_notebook(kernel_dir: Path) -> None:
     m = re.search(r"(\d+) recommendations served by nb_i2i \(the i2i model\) in the live service", text)
     assert m and int(m.group(1)) >= 5, text[-2000:]
     assert "service and Redis stopped" in text
+    # deployed with the commands a student types, not with internal functions
+    assert re.search(r"\$ python -m botify load-artifact \S+i2i\.jsonl --as nb_i2i --run-dir \S+", text)
+    assert re.search(r"table nb_i2i: i2i artifact .* is live as version", text)
+    source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "store.load_table" not in source and "lab.service" not in source
     # the service it started is gone: its port no longer accepts connections
     port = re.search(r"workers at http://127\.0\.0\.1:(\d+)", text)
     assert port, "the notebook did not report the service address"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 
 import pytest
 from botify.store.artifacts import (
@@ -29,6 +30,14 @@ def test_round_trip_each_kind(tmp_path):
         assert back == art
         assert read_meta(p)["kind"] == art.kind
         assert "created_at" in read_meta(p)
+
+
+def test_artifact_and_meta_are_readable_by_others(tmp_path):
+    """mkstemp creates 0600 files; a student's notebook or the compose service user must
+    still read the artifact and its sidecar, so both end up 0644."""
+    p = write_artifact(tmp_path / "a.jsonl", Artifact("top", top=[1, 0]), {"model": "m"})
+    for f in (p, meta_path(p)):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o644, oct(f.stat().st_mode)
 
 
 def test_course_format_lines(tmp_path):

@@ -1,4 +1,4 @@
-"""Import and export the course's data files (COMPAT.md "Course data files").
+"""Import and export the course's data files (docs/interfaces.md "Course data files").
 
 export: a world -> tracks.jsonl ({"track", "artist", "title", ...}),
 embeddings.npy ((N, d) float32, row i = track i) and users.jsonl ({"user",

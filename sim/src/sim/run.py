@@ -1,6 +1,6 @@
 """``python -m sim.run``: simulate days of users against a recommender.
 
-COMPAT surface (unchanged from the course)::
+The course-compatible surface (unchanged from the course, docs/interfaces.md)::
 
     python -m sim.run --episodes 1000 --config config/env.yml single --recommender remote --seed 31337
     python -m sim.run --episodes 1000 --config config/env.yml multi --processes 4

@@ -1,6 +1,6 @@
 """The A/B table: the course's method exactly, then the checks it lacks.
 
-Course method (COMPAT.md): keep the events that carry the experiment,
+Course method (docs/interfaces.md, "The course's A/B analysis"): keep the events that carry the experiment,
 sessionize per user (a session ends with `last`; unfinished tails are dropped),
 aggregate per (arm, user): `time` (total listen time), `sessions`,
 `mean_request_latency` (ms), `mean_tracks_per_session`, `mean_time_per_session`;

@@ -31,7 +31,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--config", type=Path, metavar="FILE", help="YAML settings file (default $BOTIFY_CONFIG)")
     g.add_argument("--redis-url", metavar="URL", help="Redis URL (default $BOTIFY_REDIS_URL; unset = embedded)")
     g.add_argument("--namespace", help="Redis key prefix (default $BOTIFY_NAMESPACE or 'botify')")
-    g.add_argument("--run-dir", type=Path, metavar="DIR", help="where the embedded Redis lives (default run/)")
+    g.add_argument("--run-dir", type=Path, metavar="DIR",
+                   help="where the embedded Redis lives (default run/); load-artifact and rollback "
+                   "also find a service running from another run dir")
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
@@ -50,14 +52,20 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
 
 
 @contextmanager
-def _redis(settings: Settings) -> Iterator[Any]:
-    """A client on BOTIFY_REDIS_URL, the running service's embedded Redis, or a temporary one."""
+def _redis(settings: Settings, *, live_only: bool = False) -> Iterator[Any]:
+    """A client on BOTIFY_REDIS_URL or the running service's embedded Redis.
+
+    ``live_only`` (load-artifact, rollback: they change what a running service serves)
+    never falls back to a temporary embedded Redis: a fresh one would be empty and the
+    command would fail with a misleading "no catalog"; ``botify load`` stages data in one
+    for the next ``serve``.
+    """
     import redis
 
     from botify.service.embedded_redis import EmbeddedRedisError, redis_url_for_cli
 
     try:
-        with redis_url_for_cli(settings.redis_url, settings.run_dir) as url:
+        with redis_url_for_cli(settings.redis_url, settings.run_dir, live_only=live_only) as url:
             try:
                 client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=60)
                 client.ping()
@@ -170,7 +178,7 @@ def cmd_load_artifact(args: argparse.Namespace) -> int:
     if not isinstance(meta, dict) or meta.get("kind") not in ("i2i", "user", "top"):
         raise CLIError(f"{sidecar}: 'kind' must be one of i2i, user, top")
     t0 = time.monotonic()
-    with _redis(settings) as r:
+    with _redis(settings, live_only=True) as r:
         version = _load_and_switch(r, settings, args.name, path, switch=True)
     print(f"table {args.name}: {meta['kind']} artifact {path} (model {meta.get('model', '?')}) "
           f"is live as version {version} ({time.monotonic() - t0:.2f} s)")
@@ -181,7 +189,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from botify import store
 
     settings = _settings(args)
-    with _redis(settings) as r:
+    with _redis(settings, live_only=True) as r:
         version = _store_call(
             f"rollback {args.name}", lambda: store.rollback_table(r, args.name, settings.namespace)
         )
@@ -261,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ld = sub.add_parser("load", help="load a catalog or a recommendation table into Redis")
     ld_sub = ld.add_subparsers(dest="kind", metavar="WHAT", required=True)
-    c = ld_sub.add_parser("catalog", help="load a tracks file (COMPAT JSON lines)")
+    c = ld_sub.add_parser("catalog", help="load a tracks file (the course's JSON lines)")
     _common(c)
     c.add_argument("file", type=Path, metavar="FILE")
     c.set_defaults(func=cmd_load, no_switch=False)

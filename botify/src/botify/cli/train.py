@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``python -m botify.train`` parser: one sub-command per model."""
     parser = argparse.ArgumentParser(
         prog="python -m botify.train",
-        description="Train a recommender from botify event logs; write a COMPAT artifact "
+        description="Train a recommender from botify event logs; write an artifact in the course's format "
         "and FILE.meta.json.",
     )
     common = argparse.ArgumentParser(add_help=False)

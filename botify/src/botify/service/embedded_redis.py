@@ -12,6 +12,11 @@ service runs) find its URL in ``RUN_DIR/redis.url`` and connect to it. The data 
 saved to ``RUN_DIR/dump.rdb`` when the owner stops it, so tables loaded with
 ``botify load`` before ``serve`` survive the restart.
 
+A server that a service (``serve``, the lab) owns also announces itself in a per-user state
+directory (:func:`state_dir`): ``load-artifact`` and ``rollback`` run from another directory
+or with another ``--run-dir`` then still find the live service's Redis instead of talking
+to a fresh, empty one (:func:`redis_url_for_cli`).
+
 The child gets PR_SET_PDEATHSIG(SIGTERM): even if the owner is killed with SIGKILL,
 the kernel stops redis-server too, so no process is left behind.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import json
 import logging
 import os
 import shutil
@@ -30,6 +36,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger("botify.service.embedded_redis")
@@ -88,9 +95,13 @@ class EmbeddedRedis:
     Use as a context manager, or call :meth:`start` and :meth:`stop`.
     """
 
-    def __init__(self, run_dir: str | os.PathLike[str], *, persist: bool = True) -> None:
+    def __init__(self, run_dir: str | os.PathLike[str], *, persist: bool = True,
+                 announce: bool = True) -> None:
         self.run_dir = Path(run_dir).resolve()
         self.persist = persist
+        #: a service's server is announced in state_dir(); a one-shot command's is not
+        self.announce = announce
+        self._announced: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self._lock_fd: int | None = None
         self._short_dir: str | None = None
@@ -169,6 +180,8 @@ class EmbeddedRedis:
                 )
             if _ping_unix(sock):
                 self.url_file.write_text(self.url + "\n")
+                if self.announce:
+                    self._announced = _announce(self.url, self.run_dir)
                 return self.url
             time.sleep(0.01)
         self.stop(save=False)
@@ -196,6 +209,10 @@ class EmbeddedRedis:
         self._release()
 
     def _release(self) -> None:
+        if self._announced is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._announced.unlink()
+            self._announced = None
         with contextlib.suppress(FileNotFoundError):
             self.url_file.unlink()
         if self.socket_path:
@@ -230,13 +247,116 @@ def running_url(run_dir: str | os.PathLike[str]) -> str | None:
     return url if _ping_unix(sock) else None
 
 
-@contextlib.contextmanager
-def redis_url_for_cli(redis_url: str | None, run_dir: str | os.PathLike[str]) -> Iterator[str]:
-    """The Redis a one-shot command (load, rollback) should use.
+# -- where running services announce their Redis ----------------------------------------
 
-    BOTIFY_REDIS_URL when given; else the embedded server of a running ``serve``; else
-    a temporary embedded server on the same run dir, stopped with a save so that the
-    next ``serve`` starts with what was loaded.
+
+def state_dir() -> Path:
+    """The per-user directory where running embedded Redis servers announce themselves.
+
+    BOTIFY_STATE_DIR when set (tests use a private one), else $XDG_RUNTIME_DIR/botify,
+    else /tmp/botify-<uid>. Per user and private (0700): another user's announcements are
+    neither read nor trusted.
+    """
+    if os.environ.get("BOTIFY_STATE_DIR"):
+        return Path(os.environ["BOTIFY_STATE_DIR"])
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isdir(runtime):
+        return Path(runtime) / "botify"
+    return Path(tempfile.gettempdir()) / f"botify-{os.getuid()}"
+
+
+def _private_state_dir(create: bool) -> Path | None:
+    d = state_dir()
+    try:
+        if create:
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = d.stat()
+    except OSError:
+        return None
+    if st.st_uid != os.getuid() or st.st_mode & 0o022:
+        log.warning("ignoring %s: not a private directory of this user", d)
+        return None
+    return d
+
+
+def _announce(url: str, run_dir: Path) -> Path | None:
+    """Write ``STATE_DIR/redis-<pid>-<n>.json``; best effort (a read-only /tmp costs nothing)."""
+    d = _private_state_dir(create=True)
+    if d is None:
+        return None
+    entry = {"url": url, "run_dir": str(run_dir), "pid": os.getpid(), "cwd": os.getcwd(),
+             "started": time.time()}
+    path = d / f"redis-{os.getpid()}-{time.monotonic_ns()}.json"
+    try:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(entry) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("could not announce the embedded Redis in %s: %s", d, exc)
+        return None
+    return path
+
+
+@dataclass(frozen=True)
+class LiveRedis:
+    """An embedded Redis that a running botify service owns (found in the state dir)."""
+
+    url: str
+    run_dir: Path
+    pid: int
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def live_servers() -> list[LiveRedis]:
+    """Every announced embedded Redis that answers PING now, oldest first.
+
+    An announcement whose owner is gone (killed before it could clean up) is removed.
+    """
+    d = _private_state_dir(create=False)
+    if d is None:
+        return []
+    found: list[tuple[float, LiveRedis]] = []
+    for path in d.glob("redis-*.json"):
+        try:
+            entry = json.loads(path.read_text())
+            live = LiveRedis(str(entry["url"]), Path(entry["run_dir"]), int(entry["pid"]))
+            started = float(entry.get("started", 0.0))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        sock = live.url.removeprefix("unix://").split("?", 1)[0]
+        if _ping_unix(sock):
+            found.append((started, live))
+        elif not _pid_alive(live.pid):
+            with contextlib.suppress(OSError):
+                path.unlink()
+    return [live for _, live in sorted(found, key=lambda x: x[0])]
+
+
+@contextlib.contextmanager
+def redis_url_for_cli(
+    redis_url: str | None, run_dir: str | os.PathLike[str], *, live_only: bool = False
+) -> Iterator[str]:
+    """The Redis a one-shot command (load, load-artifact, rollback) should use.
+
+    BOTIFY_REDIS_URL when given; else the embedded server of a running ``serve`` in
+    ``run_dir``. Then it depends on the command:
+
+    - ``live_only=False`` (``botify load``: stage data for the next ``serve``): a temporary
+      embedded server on the same run dir, stopped with a save so that the next ``serve``
+      starts with what was loaded;
+    - ``live_only=True`` (``load-artifact``, ``rollback``: change what a running service
+      serves): the one service running elsewhere (another ``--run-dir``, a lab run), found
+      through the state dir; never a fresh, empty server. With none or several running,
+      EmbeddedRedisError says so and which option points at the right one.
     """
     if redis_url:
         yield redis_url
@@ -245,7 +365,25 @@ def redis_url_for_cli(redis_url: str | None, run_dir: str | os.PathLike[str]) ->
     if live:
         yield live
         return
-    server = EmbeddedRedis(run_dir)
+    if live_only:
+        here = Path(run_dir).resolve()
+        others = [s for s in live_servers() if s.run_dir != here]
+        if len(others) == 1:
+            log.warning("no service runs from %s; using the Redis of the one running from %s "
+                        "(pid %d)", run_dir, others[0].run_dir, others[0].pid)
+            yield others[0].url
+            return
+        if others:
+            dirs = ", ".join(f"--run-dir {s.run_dir}" for s in others)
+            raise EmbeddedRedisError(
+                f"no botify service runs from {run_dir}, and {len(others)} run elsewhere: "
+                f"choose one with {dirs} (or --redis-url URL)")
+        raise EmbeddedRedisError(
+            f"no botify service runs from {run_dir} (no embedded Redis answers there) and no "
+            "other one is running: start `botify serve` first, or point at the service's Redis "
+            "with --run-dir DIR (the --run-dir it was started with) or --redis-url URL "
+            "(BOTIFY_REDIS_URL)")
+    server = EmbeddedRedis(run_dir, announce=False)
     server.start()
     try:
         yield server.url

@@ -171,10 +171,10 @@ def openapi_document() -> dict[str, Any]:
             ),
         },
         "paths": {
-            "/": {"get": {"summary": "liveness banner (COMPAT)", "responses": {
+            "/": {"get": {"summary": "liveness banner (course protocol)", "responses": {
                 "200": _json("#/components/schemas/Root", "alive"), **COMMON_4XX}}},
             "/track/{track}": {"get": {
-                "summary": "track metadata (COMPAT)",
+                "summary": "track metadata (course protocol)",
                 "parameters": [{"name": "track", "in": "path", "required": True,
                                 "schema": {"type": "integer", "minimum": 0}}],
                 "responses": {
@@ -186,10 +186,10 @@ def openapi_document() -> dict[str, Any]:
                 },
             }},
             "/next/{user}": {"post": _listen_op(
-                "the next track for the user (COMPAT)", "#/components/schemas/NextAnswer",
+                "the next track for the user (course protocol)", "#/components/schemas/NextAnswer",
                 "the recommended track; the listen is recorded and the event logged")},
             "/last/{user}": {"post": _listen_op(
-                "end of the user's session (COMPAT)", "#/components/schemas/LastAnswer",
+                "end of the user's session (course protocol)", "#/components/schemas/LastAnswer",
                 "the session is closed; the listen is recorded and the event logged")},
             "/health": {"get": {"summary": "readiness: Redis reachable and the catalog loaded", "responses": {
                 "200": _json("#/components/schemas/Health", "ready"),

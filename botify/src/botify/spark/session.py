@@ -38,7 +38,7 @@ def check_available() -> None:
         import pyspark  # noqa: F401
     except ImportError:
         raise SparkUnavailableError(
-            "pyspark is not installed: pip install 'botify[spark]' (needs Java 17+)"
+            "pyspark is not installed: make install-spark, or pip install 'botify[spark]' (needs Java 17+)"
         ) from None
     if not java_available():
         raise SparkUnavailableError("Java not found: install OpenJDK 17+ or set JAVA_HOME")

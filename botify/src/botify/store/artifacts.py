@@ -84,11 +84,17 @@ def meta_path(path: str | os.PathLike[str]) -> Path:
     return Path(f"{os.fspath(path)}.meta.json")
 
 
+#: artifacts are public data (other users, a container's service user, a notebook read them);
+#: mkstemp's private 0600 would hide them, so the renamed file gets the usual 0644
+ARTIFACT_MODE = 0o644
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     # Write-then-rename: a reader (or the loader) never sees a half-written artifact.
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, ARTIFACT_MODE)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)

@@ -313,7 +313,8 @@ def evaluate_models(
         elif str(spec) in MODELS:
             name = label = str(spec)
             p = make_params(get_model(name), (params or {}).get(name, {}))
-            art = fit_model(name, tdata, p, k=list_len, seed=seed, progress=progress)
+            art = fit_model(name, tdata, p, k=list_len, seed=seed,
+                            progress=f"{name}, offline evaluation (train split)" if progress else False)
             train_s = time.perf_counter() - t0
         else:
             raise ValueError(f"{spec}: neither an artifact file nor a model ({', '.join(MODELS)})")

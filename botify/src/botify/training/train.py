@@ -118,7 +118,8 @@ def train_artifact(
             metrics = {"skipped": str(exc)}
     data = TrainData.from_events(events, n_tracks)
     t0 = time.perf_counter()
-    art = fit_model(model, data, p, k=k, seed=seed, progress=progress)
+    art = fit_model(model, data, p, k=k, seed=seed,
+                    progress=f"{model}, final model on all logs" if progress else False)
     seconds = time.perf_counter() - t0
     if len(art) == 0 or (art.kind == "top" and not art.top):
         raise TrainError(f"{model}: the logs gave nothing to recommend (empty artifact)")

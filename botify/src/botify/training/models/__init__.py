@@ -46,12 +46,12 @@ def get_model(name: str) -> ModuleType:
     except ImportError as exc:  # pragma: no cover - depends on installed extras
         raise ImportError(
             f"model {name!r} needs an optional dependency ({exc.name}); "
-            "install it with: pip install -e './botify[train]'"
+            "install it with: make install-train (or pip install -e './botify[train]')"
         ) from exc
 
 
 def fit_model(name: str, data: Any, params: Any, *, k: int, seed: int,
-              progress: bool = False) -> Any:
+              progress: bool | str = False) -> Any:
     """Run ``name``'s fit; a missing optional dependency becomes a one-line hint."""
     mod = get_model(name)
     kw: dict[str, Any] = {"k": k, "seed": seed}
@@ -62,7 +62,7 @@ def fit_model(name: str, data: Any, params: Any, *, k: int, seed: int,
     except ImportError as exc:
         raise ImportError(
             f"model {name!r} needs an optional dependency ({exc.name or exc}); "
-            "install it with: pip install -e './botify[train]'"
+            "install it with: make install-train (or pip install -e './botify[train]')"
         ) from exc
 
 

@@ -140,9 +140,14 @@ def _build_model(n_items: int, p: Params) -> Any:
 
 @model("sasrec", serves="i2i")
 def fit(
-    data: TrainData, params: Params, *, k: int, seed: int, progress: bool = True
+    data: TrainData, params: Params, *, k: int, seed: int, progress: bool | str = True
 ) -> Artifact:
-    """Train on the session windows, then tabulate next-track lists (see module doc)."""
+    """Train on the session windows, then tabulate next-track lists (see module doc).
+
+    ``progress``: a bar per epoch with its mean loss so far, so a student sees how far a
+    run of several minutes is and whether it still learns; a string labels the bars
+    (``botify train`` fits twice: once for the offline evaluation, once on all logs).
+    """
     import torch
     from tqdm.auto import tqdm
 
@@ -176,11 +181,12 @@ def fit(
             rng = np.random.default_rng(seed)
             x_t, y_t, w_t = map(torch.from_numpy, (x_all, y_all, w_all))
             n_batches = -(-len(x_all) // p.batch_size)
-            bar = tqdm(
-                total=p.epochs * n_batches, desc="sasrec", unit="batch", disable=not progress
-            )
+            label = progress if isinstance(progress, str) else "sasrec"
             model.train()
-            for _epoch in range(p.epochs):
+            for epoch in range(p.epochs):
+                bar = tqdm(total=n_batches, desc=f"{label}: epoch {epoch + 1}/{p.epochs}",
+                           unit="batch", disable=not progress)
+                loss_sum, loss_n = 0.0, 0
                 perm = torch.from_numpy(rng.permutation(len(x_all)))
                 for bi in range(n_batches):
                     idx = perm[bi * p.batch_size : (bi + 1) * p.batch_size]
@@ -211,14 +217,16 @@ def fit(
                     opt.zero_grad()
                     loss.backward()
                     opt.step()
+                    loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
                     bar.update()
-                    bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-            bar.close()
+                    bar.set_postfix(loss=f"{loss_sum / loss_n:.3f}", refresh=False)
+                bar.close()
             model.eval()
             with torch.no_grad():
                 if p.output == "user":
                     return _tabulate_users(model, data, tokens, played, p, k)
-                return _tabulate_items(model, data, tokens, played, p, k)
+                return _tabulate_items(model, data, tokens, played, p, k,
+                                       bar=f"{label}: next-track lists" if progress else None)
     finally:
         torch.set_num_threads(prev_threads)
         torch.use_deterministic_algorithms(prev_det)
@@ -250,9 +258,11 @@ def _topk_masked(scores: Any, k: int, mask: Any) -> np.ndarray:
 
 
 def _tabulate_items(
-    model: Any, data: TrainData, tokens: np.ndarray, played: np.ndarray, p: Params, k: int
+    model: Any, data: TrainData, tokens: np.ndarray, played: np.ndarray, p: Params, k: int,
+    bar: str | None = None,
 ) -> Artifact:
     import torch
+    from tqdm.auto import tqdm
 
     items = np.flatnonzero(played)
     # Most recent occurrences of each track (by timestamp when known, else log order).
@@ -279,6 +289,9 @@ def _tabulate_items(
     chunk = 256  # owners per chunk
     bounds = np.searchsorted(owner, items)
     bounds = np.r_[bounds, len(owner)]
+    # a full softmax per context: on 50k tracks this takes as long as the epochs, so it
+    # gets its own bar (a silent minute looks like a hang)
+    progress = tqdm(total=len(items), desc=bar, unit="track", disable=bar is None)
     for c0 in range(0, len(items), chunk):
         c1 = min(c0 + chunk, len(items))
         lo, hi = bounds[c0], bounds[c1]
@@ -294,6 +307,8 @@ def _tabulate_items(
             row = top[r][top[r] >= 0]
             if len(row):
                 lists[a] = row.tolist()
+        progress.update(c1 - c0)
+    progress.close()
     return Artifact("i2i", lists=lists)
 
 
