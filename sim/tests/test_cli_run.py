@@ -401,3 +401,50 @@ def test_first_day_numbers_the_days_and_matches_a_longer_run(capsys, cfg, tmp_pa
     assert [json.loads(x) for x in alone.read_text().splitlines()] == day2
     code, _, err = run_cli(capsys, *base, "--first-day", "0")
     assert code == 2 and "--first-day" in err
+
+
+# ------------------------------------------------------------- service address on the CLI
+def test_url_or_host_port_replace_the_config_address(capsys, tmp_path, small_world):
+    with TestServer(small_world.n_tracks) as srv:
+        # the config points at a closed port: only the command line can reach the server
+        cfg = write_config(tmp_path / "a.yml", small_world.directory, port=_closed_port())
+        for where in (["--url", f"http://127.0.0.1:{srv.port}"],
+                      ["--host", "127.0.0.1", "--port", str(srv.port)]):
+            code, out, err = run_cli(capsys, "--episodes", "5", "--config", str(cfg), *where,
+                                     "single", "--recommender", "remote", "--days", "1")
+            assert code == 0, err
+            assert f"127.0.0.1:{srv.port}" in err
+        # after the subcommand too, and for multi (workers re-read the config file)
+        code, out, err = run_cli(capsys, "--episodes", "4", "--config", str(cfg), "multi",
+                                 "--processes", "2", "--days", "1",
+                                 "--url", f"http://127.0.0.1:{srv.port}/")
+        assert code == 0, err
+        assert len(srv.posts("last")) == 5 + 5 + 8
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--url", "https://127.0.0.1:5001"], "scheme must be http"),
+    (["--url", "http://127.0.0.1:5001/api"], "drop the path"),
+    (["--url", "http://127.0.0.1:99999"], "--url"),
+    (["--url", "http://127.0.0.1:1", "--port", "2"], "either --url or --host/--port"),
+    (["--port", "0"], "--port must be in 1..65535"),
+])
+def test_bad_service_address_exit_2(capsys, cfg, args, needle):
+    code, out, err = run_cli(capsys, "--config", str(cfg), *args, "single", "--days", "1")
+    assert code == 2 and err.startswith("error:") and needle in err and out == ""
+
+
+def test_summary_says_how_reward_relates_to_ab_time(capsys, cfg):
+    code, out, _ = run_cli(capsys, "--episodes", "5", "--config", str(cfg), "single",
+                           "--recommender", "dummy", "--days", "1")
+    assert code == 0
+    assert "time = reward + 1.0" in out and "first track" in out
+
+
+def test_world_help_mentions_course_import(capsys):
+    from sim.world import main as world_main
+
+    with pytest.raises(SystemExit):
+        world_main(["--help"])
+    out = capsys.readouterr().out
+    assert "python -m sim.course_io import" in out and "--normalise" in out

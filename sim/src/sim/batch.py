@@ -155,7 +155,9 @@ class BatchEngine:
         self.reward += t
         self.last_track = a.copy()   # slots restarted later overwrite these in place
         self.last_time = t.copy()
-        new = np.flatnonzero(~rep)
+        # a repeat is recorded too when it counts as a play of its artist (course
+        # rule): the repeat test above is unchanged by a duplicate in `hist`
+        new = np.arange(b) if m.params.repeat_counts_artist_play else np.flatnonzero(~rep)
         if new.size:
             if w >= self.hist.shape[1]:
                 grow = self.hist.shape[1]
@@ -166,7 +168,7 @@ class BatchEngine:
             self.hist_art[new, pos] = art[new]
             self.hist_len[new] += 1
             if m.params.taste_drift:
-                moved = new[t[new] > 0]
+                moved = new[(t[new] > 0) & ~rep[new]]
                 if moved.size:
                     s = (m.params.drift_rate * t[moved])[:, None].astype(np.float32)
                     v2 = (1.0 - s) * self.taste[moved] + s * self.emb[a[moved]]

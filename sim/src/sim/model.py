@@ -8,7 +8,8 @@ Rules (all pinned by sim/tests/test_model*.py):
 - listening to r: time 0 if r was already played in the session, else
   round(sigmoid((<e_r, taste> - consume_bias) * consume_sharpness) * gamma^k, 2)
   with k the earlier plays of r's artist in the session (the first track counts);
-  a repeat earns 0 and is not counted as another play of the artist;
+  a repeat earns 0 and, as in the course's session update, still counts as a
+  play of its artist (`repeat_counts_artist_play`, True in the course setting);
 - budget starts at session_budget and drops by 1 with probability 1 - time after
   each step; the session ends when it reaches 0; reward = time.
 Rounding is round-half-even of 100*x (Python's round == numpy's rint), identical
@@ -42,6 +43,9 @@ class UserModelParams:
     interest_neighbours: int = DEFAULT_INTEREST_NEIGHBOURS
     artist_discount_gamma: float = 0.8
     max_session_steps: int = 1000        # safety cap (gymnasium truncation); course has none
+    # the course's session update counts a repeated track (time 0) as another
+    # play of its artist, which discounts that artist's later tracks further
+    repeat_counts_artist_play: bool = True
     # --- returning users / churn / DAU (sim.days.DayProcess)
     returning_users: bool = False
     sessions_per_visit: float = 2.0      # mean sessions of a user on a day they come
@@ -279,6 +283,9 @@ class Session:
             raise ValueError(f"track {track} outside 0..{m.n_tracks - 1}")
         if track in self.played:
             t = 0.0
+            if m.params.repeat_counts_artist_play:
+                artist = int(m.track_artist[track])
+                self.artist_plays[artist] = self.artist_plays.get(artist, 0) + 1
         else:
             artist = int(m.track_artist[track])
             k = self.artist_plays.get(artist, 0)

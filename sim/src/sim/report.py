@@ -48,6 +48,15 @@ def mean_sem(values: Sequence[float]) -> tuple[float, float]:
     return m, math.sqrt(var / n)
 
 
+#: printed under the table: the simulator's reward and the A/B's `time` differ by design
+REWARD_VS_TIME = (
+    "reward = listen time of the recommended tracks. The service's event log also carries "
+    "each session's first track (the user's own pick, logged with time 1.0 in the first "
+    "/next), so the A/B analysis sees per session time = reward + 1.0 and "
+    "tracks = steps + 1."
+)
+
+
 def _fmt(x: float, digits: int = 4) -> str:
     return "nan" if math.isnan(x) else f"{x:.{digits}f}"
 
@@ -57,8 +66,13 @@ def summary_table(
     dau: dict[int, int] | None = None,
     title: str = "Experiment results summary",
     note: str | None = None,
+    footnote: str | None = REWARD_VS_TIME,
 ) -> str:
-    """Markdown table, one row per day plus an ``all`` row when there are several days."""
+    """Markdown table, one row per day plus an ``all`` row when there are several days.
+
+    The footnote says how the reward relates to the A/B's `time`, because users
+    compare the two numbers and would otherwise read the 1.0 gap as a bug.
+    """
     by_day: dict[int, list[Episode]] = {}
     for e in episodes:
         by_day.setdefault(e.day, []).append(e)
@@ -88,6 +102,8 @@ def summary_table(
     out.write("|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|\n")
     for r in rows:
         out.write("| " + " | ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) + " |\n")
+    if footnote:
+        out.write(f"\n{footnote}\n")
     return out.getvalue()
 
 

@@ -67,6 +67,11 @@ def _common(p: argparse.ArgumentParser, suppress: bool) -> None:
                    help="no progress bar (it is shown by default when stderr is a terminal)")
     p.add_argument("--quiet", action="store_true", default=d(False),
                    help="only the final table on stdout")
+    p.add_argument("--url", default=d(None), metavar="http://HOST:PORT",
+                   help="the service's address (overrides the config's service.host/port)")
+    p.add_argument("--host", default=d(None), help="the service's host (overrides service.host)")
+    p.add_argument("--port", type=int, default=d(None),
+                   help="the service's port (overrides service.port)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,6 +116,26 @@ class Options:
     quiet: bool
     processes: int = 1
     first_day: int = 1
+    host: str | None = None
+    port: int | None = None
+
+
+def parse_url(url: str) -> tuple[str, int]:
+    """``http://host:port`` -> (host, port); the remote agent speaks plain HTTP to a root path."""
+    from urllib.parse import urlsplit
+
+    try:
+        u = urlsplit(url)
+        port = u.port
+    except ValueError as e:
+        raise UsageError(f"--url {url!r}: {e}") from None
+    if u.scheme != "http":
+        raise UsageError(f"--url {url!r}: expected http://HOST:PORT (scheme must be http)")
+    if not u.hostname:
+        raise UsageError(f"--url {url!r}: no host")
+    if u.path not in ("", "/") or u.query or u.fragment:
+        raise UsageError(f"--url {url!r}: the service is addressed at its root, drop the path")
+    return u.hostname, 80 if port is None else port
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
@@ -130,6 +155,16 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         processes=getattr(ns, "processes", 1),
         first_day=1 if ns.first_day is None else ns.first_day,
     )
+    if ns.url is not None:
+        if ns.host is not None or ns.port is not None:
+            raise UsageError("give either --url or --host/--port, not both")
+        o.host, o.port = parse_url(ns.url)
+    else:
+        o.host, o.port = ns.host, ns.port
+    if o.host is not None and not o.host.strip():
+        raise UsageError("--host must not be empty")
+    if o.port is not None and not 1 <= o.port <= 65535:
+        raise UsageError(f"--port must be in 1..65535, got {o.port}")
     if o.episodes < 1:
         raise UsageError(f"--episodes must be >= 1, got {o.episodes}")
     if o.days is not None and o.days < 1:
@@ -148,6 +183,16 @@ def parse_args(argv: Sequence[str] | None) -> Options:
 
 
 # --------------------------------------------------------------------------- setup
+def with_service(cfg: SimConfig, host: str | None, port: int | None) -> SimConfig:
+    """The config with the command line's service address (if any) replacing the file's."""
+    import dataclasses
+
+    changes = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    if not changes:
+        return cfg
+    return dataclasses.replace(cfg, service=dataclasses.replace(cfg.service, **changes))
+
+
 def load_world(cfg: SimConfig, override: Path | None) -> Any:
     from sim.world import World, WorldError
 
@@ -300,7 +345,7 @@ def _worker(index: int, processes: int, opts_json: bytes, conn: Connection) -> N
 
     try:
         o = orjson.loads(opts_json)
-        cfg = load_config(o["config"])
+        cfg = with_service(load_config(o["config"]), o["host"], o["port"])
         world = load_world(cfg, Path(o["world"]) if o["world"] else None)
         sim = Simulation(world, cfg.model_params(), o["seed"], process=index, processes=processes)
         agent = make_agent(o["recommender"], world, cfg, sim)
@@ -362,6 +407,7 @@ def run_multi(opts: Options, cfg: SimConfig, episodes_out: list[Episode], dau: d
     opts_json = orjson.dumps({
         "config": str(opts.config), "world": str(opts.world) if opts.world else None,
         "seed": opts.seed, "recommender": opts.recommender, "concurrency": concurrency,
+        "host": opts.host, "port": opts.port,
     })
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     ctx = mp.get_context(method)
@@ -446,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = 0
     t0 = time.perf_counter()
     try:
-        cfg = load_config(opts.config)
+        cfg = with_service(load_config(opts.config), opts.host, opts.port)
         if opts.out is not None:
             writer = RecordWriter(opts.out).open()
         run = run_multi if opts.mode == "multi" else run_single
