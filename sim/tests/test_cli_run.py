@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from sim.agents import run_inprocess
+from sim.model import UserModelParams
 from sim.report import mean_sem
 from sim.run import _Days, ask_continue, main, parse_args
 from testserver import TestServer, write_config
@@ -338,7 +340,11 @@ def test_repo_default_config_is_valid():
     cfg = load_config(repo / "config" / "env.yml")
     assert cfg.service.port == 5001 and cfg.service.host == "127.0.0.1"
     p = cfg.model_params()
-    assert not (p.returning_users or p.daily_hype or p.taste_drift)
+    # the repo's default is the production-like setting; the course's is one flag away
+    assert p.realism == "production" and p.returning_users and p.session_end == "hazard"
+    course = dataclasses.replace(cfg, realism="course").model_params()
+    assert course == UserModelParams()
+    assert not (course.returning_users or course.daily_hype or course.taste_drift)
 
 
 def test_returning_users_add_dau_column(capsys, tmp_path, small_world_dir):
@@ -448,3 +454,53 @@ def test_world_help_mentions_course_import(capsys):
         world_main(["--help"])
     out = capsys.readouterr().out
     assert "python -m sim.course_io import" in out and "--normalise" in out
+
+
+# ------------------------------------------------------------------- realism on the CLI
+def test_realism_flag_state_file_and_clock(capsys, tmp_path, small_world_dir):
+    cfg = write_config(tmp_path / "p.yml", small_world_dir, extra="user_model:\n  realism: production\n")
+    state = tmp_path / "state.json"
+    out1 = tmp_path / "d1.jsonl"
+    code, out, err = run_cli(capsys, "--episodes", "300", "--config", str(cfg), "single",
+                             "--recommender", "dummy", "--days", "2", "--seed", "4",
+                             "--out", str(out1))
+    assert code == 0, err
+    recs = [json.loads(x) for x in out1.read_text().splitlines()]
+    # the clock: every record has a simulated start, in order within a day, on its day
+    starts = [r["start"] for r in recs if r["day"] == 2]
+    assert starts == sorted(starts) and starts[0].startswith("2026-01-06T")
+    hours = [int(r["start"][11:13]) for r in recs]
+    assert sum(17 <= h <= 23 for h in hours) > sum(1 <= h <= 6 for h in hours) * 3
+    assert "DAU" in out
+    # one day per call with --state gives the same day 2 as one run of two days
+    for day in (1, 2):
+        code, _, err = run_cli(capsys, "--episodes", "300", "--config", str(cfg), "single",
+                               "--recommender", "dummy", "--days", "1", "--first-day", str(day),
+                               "--seed", "4", "--state", str(state),
+                               "--out", str(tmp_path / f"s{day}.jsonl"))
+        assert code == 0, err
+    split = [json.loads(x) for x in (tmp_path / "s2.jsonl").read_text().splitlines()]
+    assert split == [r for r in recs if r["day"] == 2]
+    # --realism course: the course's users (uniform, no clock, no DAU column)
+    code, out, err = run_cli(capsys, "--episodes", "50", "--config", str(cfg), "--realism",
+                             "course", "single", "--recommender", "dummy", "--days", "1",
+                             "--out", str(tmp_path / "c.jsonl"))
+    assert code == 0, err
+    assert "DAU" not in out
+    assert "start" not in json.loads((tmp_path / "c.jsonl").read_text().splitlines()[0])
+
+
+def test_bad_realism_and_state_name_the_key_or_file(capsys, tmp_path, small_world_dir):
+    cfg = write_config(tmp_path / "b.yml", small_world_dir, extra="user_model:\n  realism: prod\n")
+    code, _, err = run_cli(capsys, "--config", str(cfg), "single", "--recommender", "dummy")
+    assert code == 2 and "user_model.realism: 'prod' is not one of course, production" in err
+    cfg = write_config(tmp_path / "o.yml", small_world_dir,
+                       extra="user_model:\n  realism: production\n  own_pick_prob: 1.5\n")
+    code, _, err = run_cli(capsys, "--config", str(cfg), "single", "--recommender", "dummy")
+    assert code == 2 and "user_model.own_pick_prob must be in [0, 1]" in err
+    cfg = write_config(tmp_path / "g.yml", small_world_dir, extra="user_model:\n  realism: production\n")
+    bad = tmp_path / "bad-state.json"
+    bad.write_text('{"day": 1, "satisfaction": [1.0], "churned": []}')
+    code, _, err = run_cli(capsys, "--config", str(cfg), "single", "--recommender", "dummy",
+                           "--days", "1", "--state", str(bad))
+    assert code == 2 and "bad-state.json" in err and "another number of users" in err

@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", type=Path, default=d.runs_dir)
     p.add_argument("--reports-dir", type=Path, default=d.reports_dir)
     p.add_argument("--sim-config", type=Path, default=d.sim_config)
+    p.add_argument("--realism", choices=("production", "course"), default=None,
+                   help="simulated users: production-like or the course's rules "
+                   "(default: the sim config's, production in config/env.yml)")
     return p
 
 
@@ -50,6 +53,7 @@ def options_from_args(args: argparse.Namespace) -> LabOptions:
         tracks=args.tracks, users=args.users, models=models, workers=args.workers,
         concurrency=args.concurrency, redis_url=args.redis_url, name=args.name,
         runs_dir=args.runs_dir, reports_dir=args.reports_dir, sim_config=args.sim_config,
+        realism=args.realism,
     )
 
 
