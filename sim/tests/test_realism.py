@@ -170,3 +170,16 @@ def test_targets_on_a_small_world():
         assert 0 < w.effect < 80
     assert r.cuped > 0.3 and r.top20_share > 0.5
     assert r.returning["random"] < r.returning["sequential"]
+
+
+def test_targets_cli_prints_the_tables(capsys):
+    from sim.calibrate import main
+
+    assert main(["--targets", "--seeds", "1", "--tracks", "3000", "--users", "3000",
+                 "--day-sessions", "5000", "--arm-users", "500", "--aa-days", "7"]) == 0
+    out = capsys.readouterr().out
+    assert "| seed | active users day 2 | random -> top_pop |" in out
+    assert "A/A false-positive rate over 7 experiments" in out and "all targets met:" in out
+    assert main(["--targets", "--arm-users", "1"]) == 2
+    assert main(["--targets", "--seeds", "1", "--tracks", "3000", "--users", "300",
+                 "--day-sessions", "500", "--aa-days", "7"]) == 2   # too few users for the arms

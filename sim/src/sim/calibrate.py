@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="user-model setting for --targets (default production)")
     ap.add_argument("--aa-days", type=int, default=40,
                     help="A/A experiments (one simulated day each) per seed, --targets")
+    ap.add_argument("--arm-users", type=int, default=10_000,
+                    help="users per arm of each ladder experiment, --targets")
     args = ap.parse_args(argv)
     if args.targets:
         return _main_targets(args)
@@ -158,9 +160,10 @@ def _main_targets(args: argparse.Namespace) -> int:
 
     users = args.users if args.users != 10_000 else 40_000
     day = args.day_sessions or 60_000
-    if args.seeds < 1 or args.tracks < 10 or users < 2 or day < 1 or args.aa_days < 7:
+    if args.seeds < 1 or args.tracks < 10 or users < 2 or day < 1 or args.aa_days < 7 \
+            or args.arm_users < 2:
         print("error: need --seeds >= 1, --tracks >= 10, --users >= 2, --day-sessions >= 1, "
-              "--aa-days >= 7", file=sys.stderr)
+              "--aa-days >= 7, --arm-users >= 2", file=sys.stderr)
         return 2
     params = UserModelParams.preset(args.realism)
     t0 = time.perf_counter()
@@ -168,20 +171,20 @@ def _main_targets(args: argparse.Namespace) -> int:
     try:
         for s in tqdm(range(args.first_seed, args.first_seed + args.seeds), desc="seeds"):
             results.append(run_targets(s, n_tracks=args.tracks, n_users=users, day_sessions=day,
-                                       aa_days=args.aa_days, params=params))
+                                       arm_users=args.arm_users, aa_days=args.aa_days,
+                                       params=params))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     text, ok = targets_report(results)
     print(f"\nrealism: {args.realism}; world {args.tracks} tracks, {users} users; "
-          f"{day} sessions on day 1; time = the A/B's per-user time (first track 1.0 included)\n")
+          f"{day} sessions on day 1; {args.arm_users} users per arm; time = the A/B's "
+          f"per-user time (first track 1.0 included)\n")
     print(text)
     print(f"\nall targets met: {'yes' if ok else 'NO'} ({time.perf_counter() - t0:.0f} s)")
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 # ------------------------------------------------------------ production targets
@@ -410,3 +413,7 @@ def targets_report(results: list[TargetResult]) -> tuple[str, bool]:
               f"seed: {'yes' if same_order else 'NO'}. Random keeps fewer returning users than "
               f"i2i on every seed: {'yes' if ret_ok else 'NO'}."]
     return "\n".join(lines), bool(ok)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
