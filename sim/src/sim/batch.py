@@ -150,10 +150,12 @@ class BatchEngine:
                 u = self.user[own]
                 it = m.world.interests[self._off[u]
                                        + (rng.random(own.size) * self._cnt[u]).astype(np.int64)]
-                cand = m.first_candidates_batch(it)
                 pick = (rng.random(own.size) * self._k[u]).astype(np.int64)
                 a = a.copy()
-                a[own] = cand[np.arange(own.size), pick]
+                if m.eager:   # one gather instead of whole neighbour rows
+                    a[own] = m._nn_table[m._nn_row[it], pick]
+                else:
+                    a[own] = m.first_candidates_batch(it)[np.arange(own.size), pick]
         self.played = a
         art = self.track_artist[a]
         w = int(self.hist_len.max()) if b else 0
