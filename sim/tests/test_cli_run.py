@@ -504,3 +504,18 @@ def test_bad_realism_and_state_name_the_key_or_file(capsys, tmp_path, small_worl
     code, _, err = run_cli(capsys, "--config", str(cfg), "single", "--recommender", "dummy",
                            "--days", "1", "--state", str(bad))
     assert code == 2 and "bad-state.json" in err and "another number of users" in err
+
+
+def test_production_multi_is_reproducible(capsys, tmp_path, small_world_dir):
+    cfg = write_config(tmp_path / "pm.yml", small_world_dir, extra="user_model:\n  realism: production\n")
+    outs = []
+    for k in range(2):
+        out_file = tmp_path / f"pm{k}.jsonl"
+        code, out, err = run_cli(capsys, "--episodes", "120", "--config", str(cfg), "multi",
+                                 "--recommender", "dummy", "--processes", "2", "--days", "2",
+                                 "--seed", "3", "--out", str(out_file))
+        assert code == 0, err
+        outs.append((out, out_file.read_bytes()))
+    assert outs[0] == outs[1]
+    recs = [json.loads(x) for x in outs[0][1].decode().splitlines()]
+    assert all(r["start"].startswith(("2026-01-05", "2026-01-06")) for r in recs)
