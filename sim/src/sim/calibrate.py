@@ -1,4 +1,12 @@
-"""Calibration harness: reference policies' mean session length over seeds.
+"""Calibration harness: reference policies' mean session length over seeds, and issue 18's targets.
+
+`python -m sim.calibrate --targets --seeds 5` measures, in the production
+setting, what makes the simulator a testbed for A/B testing: each adjacent step
+of the ladder random < top_pop < sticky_artist < i2i < sequential as an A/B
+test with 10,000 users per arm, the oracle above them, CUPED's variance
+reduction with the previous day, the A/A false-positive rate over 200
+experiments and 7-day retention (run_targets; sim/README.md "Realism").
+The rest of this docstring is about the course-setting table (no --targets).
 
 `python -m sim.calibrate --seeds 5` generates one world per seed, plays
 `--sessions` sessions of each reference policy with the batched engine and
