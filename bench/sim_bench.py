@@ -3,6 +3,10 @@ batched engine, peak RSS. Prints a markdown table for BENCHMARKS.md.
 
     .venv/bin/python bench/sim_bench.py                 # default world (50k tracks, 10k users)
     .venv/bin/python bench/sim_bench.py --world DIR     # an existing world directory
+    .venv/bin/python bench/sim_bench.py --realism course  # the course's user model
+
+The user model is the repository's default setting (`--realism production`,
+config/env.yml) unless `--realism course` is given.
 
 Each measurement that matters for RSS runs in a fresh subprocess so its peak
 RSS is its own (ru_maxrss of that process).
@@ -19,7 +23,13 @@ import time
 from pathlib import Path
 
 
-def _child(kind: str, world: str, seconds: float) -> dict:
+def _params(realism: str):
+    from sim.model import UserModelParams
+
+    return UserModelParams.preset(realism)
+
+
+def _child(kind: str, world: str, seconds: float, realism: str = "production") -> dict:
     import resource
 
     import numpy as np
@@ -31,10 +41,11 @@ def _child(kind: str, world: str, seconds: float) -> dict:
 
         import sim
 
-        raw = MusicSessionEnv(world)
+        raw = MusicSessionEnv(world, _params(realism))
         load_s = time.perf_counter() - t0
         out = {"load_s": load_s}
-        for label, env in (("raw", raw), ("gym.make", gym.make(sim.ENV_ID, world=raw.world))):
+        for label, env in (("raw", raw), ("gym.make", gym.make(sim.ENV_ID, world=raw.world,
+                                                               params=raw.model.params))):
             actions = np.random.default_rng(0).integers(0, raw.world.n_tracks, 1 << 16).tolist()
             env.reset(seed=1)
             steps = episodes = 0
@@ -58,7 +69,7 @@ def _child(kind: str, world: str, seconds: float) -> dict:
         from sim.world import World
 
         w = World.load(world)
-        model = UserModel(w)
+        model = UserModel(w, _params(realism))
         load_s = time.perf_counter() - t0
         out = {"load_s": load_s}
         rng = np.random.default_rng(0)
@@ -91,10 +102,13 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5.0, help="time per measurement")
     ap.add_argument("--write-benchmarks", action="store_true",
                     help="rewrite the Simulator block of BENCHMARKS.md with the results")
-    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--realism", choices=("production", "course"), default="production",
+                    help="user-model setting (default production, the repository's default)")
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(_child(args.child[0], args.child[1], float(args.child[2]))))
+        print(json.dumps(_child(args.child[0], args.child[1], float(args.child[2]),
+                                args.child[3])))
         return 0
     import os
     import platform
@@ -118,7 +132,8 @@ def main() -> int:
     res = {}
     for kind in ("env", "batch"):
         p = subprocess.run([sys.executable, __file__, "--child", kind, str(world),
-                            str(args.seconds)], check=True, capture_output=True, text=True)
+                            str(args.seconds), args.realism], check=True, capture_output=True,
+                           text=True)
         res[kind] = json.loads(p.stdout.strip().splitlines()[-1])
     e, b = res["env"], res["batch"]
     rows += [
@@ -136,7 +151,8 @@ def main() -> int:
     table += [f"| {r[0]} | {r[1]} | {r[2]} |" for r in rows]
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     header = (f"Measured {stamp} on {os.cpu_count()} cores, {platform.machine()}, Python "
-              f"{platform.python_version()}; {args.seconds:g} s per measurement. 1-minute load "
+              f"{platform.python_version()}; user model `realism: {args.realism}`; "
+              f"{args.seconds:g} s per measurement. 1-minute load "
               f"average before/after: {load_before:.1f} / {os.getloadavg()[0]:.1f} (above ~0.5 "
               f"means other work shared the cores).")
     print(header)

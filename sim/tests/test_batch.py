@@ -32,19 +32,24 @@ def scripted(seq):
     return policy
 
 
-def test_batch_applies_the_same_rules():
-    model = UserModel(tiny_world(), UserModelParams(session_budget=100))
+@pytest.mark.parametrize(("repeat_counts", "last_k", "hist_len"), [
+    (True, 4, 7),    # course: the repeat of track 0 is a 4th play of artist A
+    (False, 3, 5),   # 0, 1, 2, 4, 3: repeats are not recorded
+])
+def test_batch_applies_the_same_rules(repeat_counts, last_k, hist_len):
+    model = UserModel(tiny_world(), UserModelParams(session_budget=100,
+                                                    repeat_counts_artist_play=repeat_counts))
     eng = BatchEngine(model, 3, seed=0)
     eng._alloc(3)
     eng._start(np.arange(3), np.arange(3), np.arange(3))
     assert np.all(eng.last_track == 0) and np.all(eng.last_time == 1.0)
     v = 1 / (1 + math.exp(-2.0))
     expected = [round(v * 0.8, 2), round(v * 0.64, 2), 0.0, round(1 / (1 + math.exp(2.0)), 2),
-                0.0, round(v * 0.8**3, 2)]
+                0.0, round(v * 0.8**last_k, 2)]
     for track, want in zip([1, 2, 0, 4, 4, 3], expected, strict=True):
         t = eng.listen(np.full(3, track))
         assert np.allclose(t, want), (track, t, want)
-    assert np.all(eng.hist_len == 5)  # 0, 1, 2, 4, 3: repeats are not recorded
+    assert np.all(eng.hist_len == hist_len)
 
 
 def test_budget_runs_out_on_repeats():

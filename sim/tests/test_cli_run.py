@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from sim.agents import run_inprocess
+from sim.model import UserModelParams
 from sim.report import mean_sem
 from sim.run import _Days, ask_continue, main, parse_args
 from testserver import TestServer, write_config
@@ -338,7 +340,11 @@ def test_repo_default_config_is_valid():
     cfg = load_config(repo / "config" / "env.yml")
     assert cfg.service.port == 5001 and cfg.service.host == "127.0.0.1"
     p = cfg.model_params()
-    assert not (p.returning_users or p.daily_hype or p.taste_drift)
+    # the repo's default is the production-like setting; the course's is one flag away
+    assert p.realism == "production" and p.returning_users and p.session_end == "hazard"
+    course = dataclasses.replace(cfg, realism="course").model_params()
+    assert course == UserModelParams()
+    assert not (course.returning_users or course.daily_hype or course.taste_drift)
 
 
 def test_returning_users_add_dau_column(capsys, tmp_path, small_world_dir):
@@ -401,3 +407,115 @@ def test_first_day_numbers_the_days_and_matches_a_longer_run(capsys, cfg, tmp_pa
     assert [json.loads(x) for x in alone.read_text().splitlines()] == day2
     code, _, err = run_cli(capsys, *base, "--first-day", "0")
     assert code == 2 and "--first-day" in err
+
+
+# ------------------------------------------------------------- service address on the CLI
+def test_url_or_host_port_replace_the_config_address(capsys, tmp_path, small_world):
+    with TestServer(small_world.n_tracks) as srv:
+        # the config points at a closed port: only the command line can reach the server
+        cfg = write_config(tmp_path / "a.yml", small_world.directory, port=_closed_port())
+        for where in (["--url", f"http://127.0.0.1:{srv.port}"],
+                      ["--host", "127.0.0.1", "--port", str(srv.port)]):
+            code, out, err = run_cli(capsys, "--episodes", "5", "--config", str(cfg), *where,
+                                     "single", "--recommender", "remote", "--days", "1")
+            assert code == 0, err
+            assert f"127.0.0.1:{srv.port}" in err
+        # after the subcommand too, and for multi (workers re-read the config file)
+        code, out, err = run_cli(capsys, "--episodes", "4", "--config", str(cfg), "multi",
+                                 "--processes", "2", "--days", "1",
+                                 "--url", f"http://127.0.0.1:{srv.port}/")
+        assert code == 0, err
+        assert len(srv.posts("last")) == 5 + 5 + 8
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--url", "https://127.0.0.1:5001"], "scheme must be http"),
+    (["--url", "http://127.0.0.1:5001/api"], "drop the path"),
+    (["--url", "http://127.0.0.1:99999"], "--url"),
+    (["--url", "http://127.0.0.1:1", "--port", "2"], "either --url or --host/--port"),
+    (["--port", "0"], "--port must be in 1..65535"),
+])
+def test_bad_service_address_exit_2(capsys, cfg, args, needle):
+    code, out, err = run_cli(capsys, "--config", str(cfg), *args, "single", "--days", "1")
+    assert code == 2 and err.startswith("error:") and needle in err and out == ""
+
+
+def test_summary_says_how_reward_relates_to_ab_time(capsys, cfg):
+    code, out, _ = run_cli(capsys, "--episodes", "5", "--config", str(cfg), "single",
+                           "--recommender", "dummy", "--days", "1")
+    assert code == 0
+    assert "time = reward + 1.0" in out and "first track" in out
+
+
+def test_world_help_mentions_course_import(capsys):
+    from sim.world import main as world_main
+
+    with pytest.raises(SystemExit):
+        world_main(["--help"])
+    out = capsys.readouterr().out
+    assert "python -m sim.course_io import" in out and "--normalise" in out
+
+
+# ------------------------------------------------------------------- realism on the CLI
+def test_realism_flag_state_file_and_clock(capsys, tmp_path, small_world_dir):
+    cfg = write_config(tmp_path / "p.yml", small_world_dir, extra="user_model:\n  realism: production\n")
+    state = tmp_path / "state.json"
+    out1 = tmp_path / "d1.jsonl"
+    code, out, err = run_cli(capsys, "--episodes", "300", "--config", str(cfg), "single",
+                             "--recommender", "dummy", "--days", "2", "--seed", "4",
+                             "--out", str(out1))
+    assert code == 0, err
+    recs = [json.loads(x) for x in out1.read_text().splitlines()]
+    # the clock: every record has a simulated start, in order within a day, on its day
+    starts = [r["start"] for r in recs if r["day"] == 2]
+    assert starts == sorted(starts) and starts[0].startswith("2026-01-06T")
+    hours = [int(r["start"][11:13]) for r in recs]
+    assert sum(17 <= h <= 23 for h in hours) > sum(1 <= h <= 6 for h in hours) * 3
+    assert "DAU" in out
+    # one day per call with --state gives the same day 2 as one run of two days
+    for day in (1, 2):
+        code, _, err = run_cli(capsys, "--episodes", "300", "--config", str(cfg), "single",
+                               "--recommender", "dummy", "--days", "1", "--first-day", str(day),
+                               "--seed", "4", "--state", str(state),
+                               "--out", str(tmp_path / f"s{day}.jsonl"))
+        assert code == 0, err
+    split = [json.loads(x) for x in (tmp_path / "s2.jsonl").read_text().splitlines()]
+    assert split == [r for r in recs if r["day"] == 2]
+    # --realism course: the course's users (uniform, no clock, no DAU column)
+    code, out, err = run_cli(capsys, "--episodes", "50", "--config", str(cfg), "--realism",
+                             "course", "single", "--recommender", "dummy", "--days", "1",
+                             "--out", str(tmp_path / "c.jsonl"))
+    assert code == 0, err
+    assert "DAU" not in out
+    assert "start" not in json.loads((tmp_path / "c.jsonl").read_text().splitlines()[0])
+
+
+def test_bad_realism_and_state_name_the_key_or_file(capsys, tmp_path, small_world_dir):
+    cfg = write_config(tmp_path / "b.yml", small_world_dir, extra="user_model:\n  realism: prod\n")
+    code, _, err = run_cli(capsys, "--config", str(cfg), "single", "--recommender", "dummy")
+    assert code == 2 and "user_model.realism: 'prod' is not one of course, production" in err
+    cfg = write_config(tmp_path / "o.yml", small_world_dir,
+                       extra="user_model:\n  realism: production\n  own_pick_prob: 1.5\n")
+    code, _, err = run_cli(capsys, "--config", str(cfg), "single", "--recommender", "dummy")
+    assert code == 2 and "user_model.own_pick_prob must be in [0, 1]" in err
+    cfg = write_config(tmp_path / "g.yml", small_world_dir, extra="user_model:\n  realism: production\n")
+    bad = tmp_path / "bad-state.json"
+    bad.write_text('{"day": 1, "satisfaction": [1.0], "churned": []}')
+    code, _, err = run_cli(capsys, "--config", str(cfg), "single", "--recommender", "dummy",
+                           "--days", "1", "--state", str(bad))
+    assert code == 2 and "bad-state.json" in err and "another number of users" in err
+
+
+def test_production_multi_is_reproducible(capsys, tmp_path, small_world_dir):
+    cfg = write_config(tmp_path / "pm.yml", small_world_dir, extra="user_model:\n  realism: production\n")
+    outs = []
+    for k in range(2):
+        out_file = tmp_path / f"pm{k}.jsonl"
+        code, out, err = run_cli(capsys, "--episodes", "120", "--config", str(cfg), "multi",
+                                 "--recommender", "dummy", "--processes", "2", "--days", "2",
+                                 "--seed", "3", "--out", str(out_file))
+        assert code == 0, err
+        outs.append((out, out_file.read_bytes()))
+    assert outs[0] == outs[1]
+    recs = [json.loads(x) for x in outs[0][1].decode().splitlines()]
+    assert all(r["start"].startswith(("2026-01-05", "2026-01-06")) for r in recs)

@@ -61,11 +61,17 @@ def test_gamma_parameter_and_override():
     assert s.listen(1) == round(sigmoid(2.0), 2)  # per-user override wins
 
 
-def test_repeat_earns_zero_and_is_not_another_artist_play():
+def test_repeat_earns_zero_and_counts_as_an_artist_play_like_the_course():
     s = start(tiny_world())
     assert s.listen(0) == 0.0          # the first track again
-    assert s.listen(1) == 0.70         # k still 1: the repeat did not count
+    assert s.listen(1) == 0.56         # k = 2: the repeat counted (course), 0.8808 * 0.8^2
     assert s.listen(1) == 0.0
+
+
+def test_repeat_not_counted_when_switched_off():
+    s = start(tiny_world(), UserModelParams(repeat_counts_artist_play=False))
+    assert s.listen(0) == 0.0
+    assert s.listen(1) == 0.70         # k still 1: the repeat did not count
 
 
 def test_budget_drops_surely_on_zero_and_never_on_one():

@@ -46,7 +46,10 @@ def test_minimal_course_files_without_extras(tmp_path):
         {"user": 0, "interests": [1], "consume_bias": 0.1, "consume_sharpness": 2.0}))
     w = import_course(tmp_path / "t.jsonl", tmp_path / "e.npy", tmp_path / "u.jsonl")
     assert w.titles == ["a", "b"] and w.track_artist_name(0) == "Y"
-    assert np.allclose(w.embeddings[0], [0.6, 0.8])          # L2-normalised on import
+    assert np.allclose(w.embeddings[0], [3.0, 4.0])          # kept as given (the course's world)
+    n = import_course(tmp_path / "t.jsonl", tmp_path / "e.npy", tmp_path / "u.jsonl",
+                      normalise=True)
+    assert np.allclose(n.embeddings[0], [0.6, 0.8])          # only on request
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"user": 0, "interests": [9], "consume_bias": 0,
                                "consume_sharpness": 1}))
@@ -63,3 +66,46 @@ def test_cli(world_dir, tmp_path):
                  "--out", str(tmp_path / "w2")]) == 0
     assert main(["import", "--tracks", "x", "--embeddings", "y", "--users", "z",
                  "--out", str(tmp_path / "w3")]) == 2
+
+
+def test_raw_embeddings_survive_save_and_load_and_change_listen_times(tmp_path):
+    tracks = [{"track": i, "artist": a, "title": f"t{i}"} for i, a in enumerate("ABC")]
+    np.save(tmp_path / "e.npy", np.array([[2.0, 0.0], [1.5, 0.5], [0.0, 3.0]]))
+    (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(t) for t in tracks))
+    (tmp_path / "u.jsonl").write_text(json.dumps(
+        {"user": 0, "interests": [0], "consume_bias": 0.5, "consume_sharpness": 2.0,
+         "interest_neighbours": 1}))
+    files = (tmp_path / "t.jsonl", tmp_path / "e.npy", tmp_path / "u.jsonl")
+    import_course(*files, out=tmp_path / "raw")
+    import_course(*files, out=tmp_path / "unit", normalise=True)
+    raw, unit = World.load(tmp_path / "raw"), World.load(tmp_path / "unit")
+    assert np.allclose(raw.embeddings[0], [2.0, 0.0]) and np.allclose(unit.embeddings[0], [1, 0])
+    assert raw.meta["embeddings_normalised"] is False and unit.meta["embeddings_normalised"]
+    # <e_1, e_0> is 3.0 raw vs 0.949 unit: sigmoid((x - 0.5) * 2) differs
+    t_raw = UserModel(raw).start_session(np.random.default_rng(0)).listen(1)
+    t_unit = UserModel(unit).start_session(np.random.default_rng(0)).listen(1)
+    assert (t_raw, t_unit) == (0.99, 0.71)
+
+
+@pytest.mark.parametrize(("which", "content", "message"), [
+    ("e", "shape", "e.npy: 3 rows but"),
+    ("t", [{"track": 0, "title": "x"}], "t.jsonl: record 1 lacks artist"),
+    ("u", [{"user": 0, "interests": [0], "consume_bias": 0.1}], "u.jsonl: record 1 lacks "
+                                                                  "consume_sharpness"),
+])
+def test_wrong_shape_names_the_file_and_problem(tmp_path, which, content, message):
+    tracks = [{"track": i, "artist": "A", "title": ""} for i in range(2)]
+    users = [{"user": 0, "interests": [0], "consume_bias": 0.1, "consume_sharpness": 1.0}]
+    emb = np.eye(2)
+    if which == "e":
+        emb = np.eye(3)
+    elif which == "t":
+        tracks = content
+        emb = np.eye(1)
+    else:
+        users = content
+    (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(t) for t in tracks))
+    (tmp_path / "u.jsonl").write_text("\n".join(json.dumps(u) for u in users))
+    np.save(tmp_path / "e.npy", emb)
+    with pytest.raises(WorldError, match=message):
+        import_course(tmp_path / "t.jsonl", tmp_path / "e.npy", tmp_path / "u.jsonl")

@@ -49,7 +49,8 @@ class EventLog:
     track: np.ndarray      # (E,) track just played (the request's "track")
     time: np.ndarray       # (E,) its listen time (the request's "time")
     recommendation: np.ndarray  # (E,) the track recommended
-    reward: np.ndarray     # (E,) the recommendation's listen time
+    reward: np.ndarray     # (E,) the listen time of the track played this step
+    played: np.ndarray | None = None  # (E,) the track played: the recommendation or an own pick
 
 
 class BatchEngine:
@@ -91,9 +92,11 @@ class BatchEngine:
         self.hist = np.zeros((b, h), dtype=np.int32)
         self.hist_art = np.zeros((b, h), dtype=np.int32)
         self.hist_len = np.zeros(b, dtype=np.int64)
+        self.hbase = np.zeros(b)
 
     _ARRAYS = ("session_id", "user", "interest", "taste", "bias", "sharp", "gamma", "budget",
-               "steps", "reward", "last_track", "last_time", "hist", "hist_art", "hist_len")
+               "steps", "reward", "last_track", "last_time", "hist", "hist_art", "hist_len",
+               "hbase")
 
     def _keep(self, mask: np.ndarray) -> None:
         for name in self._ARRAYS:
@@ -117,6 +120,7 @@ class BatchEngine:
         self.sharp[slots] = m._sharp[users]
         self.gamma[slots] = m._gamma[users]
         self.budget[slots] = m._budget[users]
+        self.hbase[slots] = m._hbase[users]
         self.steps[slots] = 0
         self.reward[slots] = 0.0
         self.last_track[slots] = first
@@ -138,6 +142,21 @@ class BatchEngine:
             raise ValueError(f"policy returned a track outside 0..{self.n_tracks - 1}")
         a = a.astype(np.int64, copy=False)
         m = self.model
+        p = m.params
+        rng = self.rng
+        if p.own_pick_prob:
+            own = np.flatnonzero(rng.random(b) < p.own_pick_prob)
+            if own.size:
+                u = self.user[own]
+                it = m.world.interests[self._off[u]
+                                       + (rng.random(own.size) * self._cnt[u]).astype(np.int64)]
+                pick = (rng.random(own.size) * self._k[u]).astype(np.int64)
+                a = a.copy()
+                if m.eager:   # one gather instead of whole neighbour rows
+                    a[own] = m._nn_table[m._nn_row[it], pick]
+                else:
+                    a[own] = m.first_candidates_batch(it)[np.arange(own.size), pick]
+        self.played = a
         art = self.track_artist[a]
         w = int(self.hist_len.max()) if b else 0
         valid = np.arange(w) < self.hist_len[:, None]
@@ -150,12 +169,20 @@ class BatchEngine:
         v = 1.0 / (1.0 + np.exp(-z))
         t = np.rint(v * self.gamma ** k * 100.0) / 100.0
         t[rep] = 0.0
-        self.budget -= self.rng.random(b) >= t
+        if p.skip_prob:
+            sk = rng.random(b) < p.skip_prob
+            t[sk] = np.rint(t[sk] * p.skip_keep * 100.0) / 100.0
+        if m.hazard:
+            self.budget[rng.random(b) < self.hbase + p.end_quality * (1.0 - t)] = 0
+        else:
+            self.budget -= rng.random(b) >= t
         self.steps += 1
         self.reward += t
         self.last_track = a.copy()   # slots restarted later overwrite these in place
         self.last_time = t.copy()
-        new = np.flatnonzero(~rep)
+        # a repeat is recorded too when it counts as a play of its artist (course
+        # rule): the repeat test above is unchanged by a duplicate in `hist`
+        new = np.arange(b) if p.repeat_counts_artist_play else np.flatnonzero(~rep)
         if new.size:
             if w >= self.hist.shape[1]:
                 grow = self.hist.shape[1]
@@ -166,7 +193,7 @@ class BatchEngine:
             self.hist_art[new, pos] = art[new]
             self.hist_len[new] += 1
             if m.params.taste_drift:
-                moved = new[t[new] > 0]
+                moved = new[(t[new] > 0) & ~rep[new]]
                 if moved.size:
                     s = (m.params.drift_rate * t[moved])[:, None].astype(np.float32)
                     v2 = (1.0 - s) * self.taste[moved] + s * self.emb[a[moved]]
@@ -208,7 +235,8 @@ class BatchEngine:
             t = self.listen(actions)
             if log:
                 logs.append((self.session_id.copy(), self.user.copy(), prev_track.copy(),
-                             prev_time.copy(), actions.astype(np.int64), t))
+                             prev_time.copy(), actions.astype(np.int64), t,
+                             self.played.copy()))
             over = self.steps >= max_steps
             done = (self.budget <= 0) | over
             if not done.any():
@@ -235,7 +263,7 @@ class BatchEngine:
         if not log:
             return results, None
         cols = [np.concatenate(c) if logs else np.zeros(0) for c in zip(*logs, strict=True)] \
-            if logs else [np.zeros(0, dtype=np.int64)] * 6
+            if logs else [np.zeros(0, dtype=np.int64)] * 7
         return results, EventLog(*cols)
 
 

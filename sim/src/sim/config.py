@@ -87,9 +87,11 @@ class SimConfig:
     user_model: dict[str, Any] = field(default_factory=dict)  # checked against UserModelParams
     source: Path | None = None  # the file it came from, for messages
 
+    realism: str | None = None  # the command line's --realism, overriding the file's
+
     def model_params(self) -> Any:
         """The ``user_model`` section as ``sim.model.UserModelParams``."""
-        return build_params(self.user_model, self.source)
+        return build_params(self.user_model, self.source, self.realism)
 
 
 _TOP_KEYS = ("world", "service", "user_model")
@@ -203,20 +205,32 @@ def parse_config(data: Any, source: Path | None = None, base: Path | None = None
     return cfg
 
 
-def build_params(section: Mapping[str, Any], source: Path | None = None) -> Any:
-    """Map the ``user_model`` section onto ``sim.model.UserModelParams`` by field name."""
-    from sim.model import UserModelParams
+def build_params(section: Mapping[str, Any], source: Path | None = None,
+                 realism: str | None = None) -> Any:
+    """Map the ``user_model`` section onto ``sim.model.UserModelParams`` by field name.
+
+    ``realism`` (the section's, or the command line's when given) picks the
+    preset the other keys are applied on top of.
+    """
+    from sim.model import PRESETS, UserModelParams
 
     prefix = f"{source}: " if source else "config: "
     known = {f.name: f for f in dataclasses.fields(UserModelParams)}
     hints = typing.get_type_hints(UserModelParams)
+    section = dict(section)
+    chosen = check_value(f"{prefix}user_model.realism", section.pop("realism", "course"), str)
+    if realism is not None:
+        chosen = realism
+    if chosen not in PRESETS:
+        raise ConfigError(f"{prefix}user_model.realism: {chosen!r} is not one of "
+                          f"{', '.join(PRESETS)}")
     kwargs = {}
     for key, value in section.items():
         if key not in known:
             raise _unknown(f"{prefix}user_model", key, known)
         kwargs[key] = check_value(f"{prefix}user_model.{key}", value, hints.get(key, Any))
     try:
-        params = UserModelParams(**kwargs)
+        params = UserModelParams.preset(chosen, **kwargs)
         validate = getattr(params, "validate", None)
         if callable(validate):
             validate()

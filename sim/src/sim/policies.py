@@ -7,7 +7,11 @@
   primary genre, from the public catalog only (the content baseline: genre
   tags are coarse, so it should beat random but not the artist or the
   co-listening structure);
+- top_pop: a random unplayed track among the most played ones of a log;
 - i2i: an item-to-item table learned from logged traffic (see I2IPolicy.fit);
+- sequential: the same learned table used with the session's sequence: it
+  continues from the last track the user liked (not a skipped one) and
+  prefers unplayed tracks of artists the session has played least;
 - oracle: an upper bound that reads the HIDDEN taste of the user; it is not a
   recommender anyone could build and is labelled as such everywhere.
 
@@ -156,6 +160,108 @@ class I2IPolicy:
         return int(self._pick(np.array([track]))[0])
 
 
+def _played(engine: BatchEngine, cand: np.ndarray) -> np.ndarray:
+    """(B, C) bool: candidate already played in the slot's session."""
+    w = int(engine.hist_len.max()) if engine.hist_len.size else 0
+    valid = (np.arange(w) < engine.hist_len[:, None])[:, None, :]
+    return ((engine.hist[:, None, :w] == cand[:, :, None]) & valid).any(axis=2)
+
+
+def _artist_count(engine: BatchEngine, cand: np.ndarray) -> np.ndarray:
+    """(B, C) earlier plays in the session of each candidate's artist."""
+    w = int(engine.hist_len.max()) if engine.hist_len.size else 0
+    valid = (np.arange(w) < engine.hist_len[:, None])[:, None, :]
+    art = engine.track_artist[cand]
+    return ((engine.hist_art[:, None, :w] == art[:, :, None]) & valid).sum(axis=2)
+
+
+class TopPopPolicy:
+    """A random unplayed track among the `k` tracks most listened to in a log.
+
+    "Listened" = the session's first tracks and the tracks played for at
+    least `min_time` (the service's top_pop counts plays the same way).
+    """
+
+    name = "top_pop"
+
+    def __init__(self, world: World, top: np.ndarray, seed: int = 0, tries: int = 4) -> None:
+        self.top = np.asarray(top, dtype=np.int64)
+        if self.top.size == 0:
+            raise ValueError("top_pop needs at least one track")
+        self.tries = tries
+        self.rng = np.random.default_rng(seed)
+
+    @classmethod
+    def fit(cls, world: World, log: EventLog, seed: int = 0, k: int = 100,
+            min_time: float = 0.5) -> TopPopPolicy:
+        played = log.recommendation if log.played is None else log.played
+        first = np.zeros(log.session.size, dtype=bool)
+        first[np.unique(log.session, return_index=True)[1]] = True
+        tracks = np.concatenate([log.track[first], played[log.reward >= min_time]])
+        counts = np.bincount(tracks.astype(np.int64), minlength=world.n_tracks)
+        order = np.lexsort((np.arange(world.n_tracks), -counts))
+        return cls(world, order[:k], seed=seed)
+
+    def __call__(self, engine: BatchEngine) -> np.ndarray:
+        b = engine.user.size
+        cand = self.top[(self.rng.random((b, self.tries)) * self.top.size).astype(np.int64)]
+        ok = ~_played(engine, cand)
+        first_ok = np.where(ok.any(axis=1), np.argmax(ok, axis=1), 0)
+        return cand[np.arange(b), first_ok]
+
+    def recommend(self, user: int, track: int, time: float) -> int:
+        return int(self.top[int(self.rng.integers(self.top.size))])
+
+
+class SequentialPolicy:
+    """The learned artist table used with the session's sequence (a session model).
+
+    It keeps, per session, an anchor: the last track listened to for at least
+    `like` (a skipped recommendation does not move it). Candidates are tracks
+    of the anchor's related artists (and the anchor's own artist); among
+    `tries` of them it plays an unplayed one whose artist the session has
+    played least. Uses only the log (through the table) and the session.
+    """
+
+    name = "sequential"
+
+    def __init__(self, world: World, table: np.ndarray, seed: int = 0, top: int = 10,
+                 tries: int = 6, like: float = 0.5) -> None:
+        self.i2i = I2IPolicy(world, table, seed=seed, top=top)
+        self.off, self.tracks = world.artist_tracks()
+        self.cnt = np.diff(self.off)
+        self.artist = world.track_artist
+        self.tries = tries
+        self.like = like
+        self.rng = np.random.default_rng(seed + 1)
+        self._anchor = np.zeros(0, dtype=np.int64)
+        self._users: dict[int, int] = {}
+
+    def _cands(self, anchor: np.ndarray) -> np.ndarray:
+        cols = [self.i2i._pick(anchor) for _ in range(self.tries - 1)]
+        a = self.artist[anchor]                     # one more from the anchor's own artist
+        cols.append(self.tracks[self.off[a] + (self.rng.random(anchor.size)
+                                                * self.cnt[a]).astype(np.int64)])
+        return np.stack(cols, axis=1)
+
+    def __call__(self, engine: BatchEngine) -> np.ndarray:
+        sid = engine.session_id
+        if sid.size and int(sid.max()) >= self._anchor.size:
+            self._anchor = np.resize(self._anchor, max(2 * self._anchor.size, int(sid.max()) + 1))
+        fresh = engine.steps == 0
+        liked = fresh | (engine.last_time >= self.like)
+        self._anchor[sid[liked]] = engine.last_track[liked]
+        anchor = self._anchor[sid]
+        cand = self._cands(anchor)
+        score = _artist_count(engine, cand) + 100 * _played(engine, cand)
+        return cand[np.arange(cand.shape[0]), np.argmin(score, axis=1)]
+
+    def recommend(self, user: int, track: int, time: float) -> int:
+        if time >= self.like or user not in self._users:
+            self._users[user] = int(track)
+        return int(self._cands(np.array([self._users[user]]))[0, 0])
+
+
 class OraclePolicy:
     """ORACLE (upper bound, reads hidden state): greedy best expected listen time.
 
@@ -217,7 +323,13 @@ def make_policy(name: str, world: World, seed: int = 0, **kwargs):
         return OraclePolicy(world, **kwargs)
     if name == "i2i":
         return I2IPolicy.fit(world, kwargs.pop("log"), seed=seed, **kwargs)
-    raise ValueError(f"unknown policy {name!r} (random, same_genre, sticky_artist, i2i, oracle)")
+    if name == "top_pop":
+        return TopPopPolicy.fit(world, kwargs.pop("log"), seed=seed, **kwargs)
+    if name == "sequential":
+        return SequentialPolicy(world, learn_i2i(world, kwargs.pop("log"), seed=seed), seed=seed,
+                                **kwargs)
+    raise ValueError(f"unknown policy {name!r} (random, same_genre, top_pop, sticky_artist, i2i, "
+                     "sequential, oracle)")
 
 
 # ------------------------------------------------------------- i2i learning
@@ -230,8 +342,9 @@ def _artist_pairs(world: World, log: EventLog, min_time: float) -> tuple[np.ndar
     first = np.zeros(log.session.size, dtype=bool)
     first[np.unique(log.session, return_index=True)[1]] = True
     pos = log.reward >= min_time
+    played = log.recommendation if log.played is None else log.played
     key = np.concatenate([log.user[first], log.user[pos]])
-    art = np.concatenate([ta[log.track[first]], ta[log.recommendation[pos]]])
+    art = np.concatenate([ta[log.track[first]], ta[played[pos]]])
     wgt = np.concatenate([np.ones(int(first.sum())), log.reward[pos]])
     o = np.lexsort((art, key))
     key, art, wgt = key[o], art[o], wgt[o]

@@ -34,6 +34,19 @@ class Episode:
     user: int
     steps: int
     reward: float
+    start: str | None = None  # simulated start time (ISO 8601, UTC) when the clock is on
+
+
+#: day 1 of a simulated clock (a Monday); day d starts d - 1 days later
+SIM_EPOCH = "2026-01-05T00:00:00+00:00"
+
+
+def sim_time(day: int, seconds: float) -> str:
+    """ISO-8601 UTC time of `seconds` after midnight of simulated day `day`."""
+    import datetime as dt
+
+    t = dt.datetime.fromisoformat(SIM_EPOCH) + dt.timedelta(days=day - 1, seconds=float(seconds))
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def mean_sem(values: Sequence[float]) -> tuple[float, float]:
@@ -48,6 +61,15 @@ def mean_sem(values: Sequence[float]) -> tuple[float, float]:
     return m, math.sqrt(var / n)
 
 
+#: printed under the table: the simulator's reward and the A/B's `time` differ by design
+REWARD_VS_TIME = (
+    "reward = listen time of the recommended tracks. The service's event log also carries "
+    "each session's first track (the user's own pick, logged with time 1.0 in the first "
+    "/next), so the A/B analysis sees per session time = reward + 1.0 and "
+    "tracks = steps + 1."
+)
+
+
 def _fmt(x: float, digits: int = 4) -> str:
     return "nan" if math.isnan(x) else f"{x:.{digits}f}"
 
@@ -57,8 +79,13 @@ def summary_table(
     dau: dict[int, int] | None = None,
     title: str = "Experiment results summary",
     note: str | None = None,
+    footnote: str | None = REWARD_VS_TIME,
 ) -> str:
-    """Markdown table, one row per day plus an ``all`` row when there are several days."""
+    """Markdown table, one row per day plus an ``all`` row when there are several days.
+
+    The footnote says how the reward relates to the A/B's `time`, because users
+    compare the two numbers and would otherwise read the 1.0 gap as a bug.
+    """
     by_day: dict[int, list[Episode]] = {}
     for e in episodes:
         by_day.setdefault(e.day, []).append(e)
@@ -88,6 +115,8 @@ def summary_table(
     out.write("|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|\n")
     for r in rows:
         out.write("| " + " | ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) + " |\n")
+    if footnote:
+        out.write(f"\n{footnote}\n")
     return out.getvalue()
 
 
@@ -96,8 +125,9 @@ class RecordWriter:
 
     SUFFIXES = (".jsonl", ".json", ".ndjson", ".csv")
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, clock: bool = False) -> None:
         self.path = Path(path)
+        self.clock = clock  # records carry the simulated start time (`start`)
         suffix = self.path.suffix.lower()
         if suffix not in self.SUFFIXES:
             raise OutputError(
@@ -115,22 +145,22 @@ class RecordWriter:
             raise OutputError(f"--out {self.path}: cannot write: {e.strerror or e}") from None
         if self.csv:
             self._writer = csv.writer(self._fh, lineterminator="\n")
-            self._writer.writerow(RECORD_FIELDS)
+            self._writer.writerow(RECORD_FIELDS + (("start",) if self.clock else ()))
         return self
 
     def write(self, episodes: Iterable[Episode]) -> None:
         """Append episodes and flush, so an interrupted run keeps every finished day."""
         assert self._fh is not None, "RecordWriter.open() first"
         if self.csv:
-            self._writer.writerows((e.day, e.episode, e.user, e.steps, repr(e.reward)) for e in episodes)
+            self._writer.writerows((e.day, e.episode, e.user, e.steps, repr(e.reward))
+                                   + ((e.start or "",) if self.clock else ()) for e in episodes)
         else:
             for e in episodes:
-                self._fh.write(
-                    orjson.dumps(
-                        {"day": e.day, "episode": e.episode, "user": e.user, "steps": e.steps, "reward": e.reward}
-                    ).decode()
-                    + "\n"
-                )
+                rec = {"day": e.day, "episode": e.episode, "user": e.user, "steps": e.steps,
+                       "reward": e.reward}
+                if self.clock:
+                    rec["start"] = e.start
+                self._fh.write(orjson.dumps(rec).decode() + "\n")
         self._fh.flush()
 
     def close(self) -> None:

@@ -67,6 +67,18 @@ def _common(p: argparse.ArgumentParser, suppress: bool) -> None:
                    help="no progress bar (it is shown by default when stderr is a terminal)")
     p.add_argument("--quiet", action="store_true", default=d(False),
                    help="only the final table on stdout")
+    p.add_argument("--realism", choices=("production", "course"), default=d(None),
+                   help="user-model setting, overriding the config's user_model.realism: "
+                   "course = the course's rules exactly, production = production-like traffic "
+                   "(sim/README.md, Realism)")
+    p.add_argument("--state", type=Path, default=d(None),
+                   help="returning users' state file (JSON): read if it exists, written after "
+                   "every day, so runs of one day each (botify.lab) continue the same users")
+    p.add_argument("--url", default=d(None), metavar="http://HOST:PORT",
+                   help="the service's address (overrides the config's service.host/port)")
+    p.add_argument("--host", default=d(None), help="the service's host (overrides service.host)")
+    p.add_argument("--port", type=int, default=d(None),
+                   help="the service's port (overrides service.port)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,6 +123,28 @@ class Options:
     quiet: bool
     processes: int = 1
     first_day: int = 1
+    host: str | None = None
+    port: int | None = None
+    realism: str | None = None
+    state: Path | None = None
+
+
+def parse_url(url: str) -> tuple[str, int]:
+    """``http://host:port`` -> (host, port); the remote agent speaks plain HTTP to a root path."""
+    from urllib.parse import urlsplit
+
+    try:
+        u = urlsplit(url)
+        port = u.port
+    except ValueError as e:
+        raise UsageError(f"--url {url!r}: {e}") from None
+    if u.scheme != "http":
+        raise UsageError(f"--url {url!r}: expected http://HOST:PORT (scheme must be http)")
+    if not u.hostname:
+        raise UsageError(f"--url {url!r}: no host")
+    if u.path not in ("", "/") or u.query or u.fragment:
+        raise UsageError(f"--url {url!r}: the service is addressed at its root, drop the path")
+    return u.hostname, 80 if port is None else port
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
@@ -129,7 +163,19 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         quiet=ns.quiet,
         processes=getattr(ns, "processes", 1),
         first_day=1 if ns.first_day is None else ns.first_day,
+        realism=ns.realism,
+        state=ns.state,
     )
+    if ns.url is not None:
+        if ns.host is not None or ns.port is not None:
+            raise UsageError("give either --url or --host/--port, not both")
+        o.host, o.port = parse_url(ns.url)
+    else:
+        o.host, o.port = ns.host, ns.port
+    if o.host is not None and not o.host.strip():
+        raise UsageError("--host must not be empty")
+    if o.port is not None and not 1 <= o.port <= 65535:
+        raise UsageError(f"--port must be in 1..65535, got {o.port}")
     if o.episodes < 1:
         raise UsageError(f"--episodes must be >= 1, got {o.episodes}")
     if o.days is not None and o.days < 1:
@@ -148,6 +194,19 @@ def parse_args(argv: Sequence[str] | None) -> Options:
 
 
 # --------------------------------------------------------------------------- setup
+def with_service(cfg: SimConfig, host: str | None, port: int | None,
+                 realism: str | None = None) -> SimConfig:
+    """The config with the command line's service address and realism (if any) replacing the file's."""
+    import dataclasses
+
+    if realism is not None:
+        cfg = dataclasses.replace(cfg, realism=realism)
+    changes = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    if not changes:
+        return cfg
+    return dataclasses.replace(cfg, service=dataclasses.replace(cfg.service, **changes))
+
+
 def load_world(cfg: SimConfig, override: Path | None) -> Any:
     from sim.world import World, WorldError
 
@@ -234,6 +293,7 @@ def run_single(opts: Options, cfg: SimConfig, episodes_out: list[Episode], dau: 
     world = load_world(cfg, opts.world)
     params = cfg.model_params()
     sim = Simulation(world, params, opts.seed, day_process=make_day_process(world, params))
+    load_state(opts, sim)
     agent = make_agent(opts.recommender, world, cfg, sim)
     concurrency = opts.concurrency or cfg.service.concurrency
     note = ORACLE_NOTE if opts.recommender == "oracle" else None
@@ -251,13 +311,50 @@ def run_single(opts: Options, cfg: SimConfig, episodes_out: list[Episode], dau: 
             show = getattr(agent, "batch", True)
             with _progress(opts if show else _no_progress(opts), len(jobs), f"day {day}") as bar:
                 eps = sim.run(day, agent, jobs, concurrency, bar)
-            _finish_day(opts, sim, day, eps, episodes_out, dau, writer)
+            _finish_day(opts, sim, day, _stamp(sim, day, eps), episodes_out, dau, writer)
+            save_state(opts, sim)
             if not days.more(day):
                 break
             day += 1
     finally:
         agent.close()
     return note
+
+
+def load_state(opts: Options, sim: Any) -> None:
+    """Continue the returning users of an earlier run (--state), when the file exists."""
+    if opts.state is None or sim.day_process is None or not opts.state.exists():
+        return
+    try:
+        data = orjson.loads(opts.state.read_bytes())
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
+        sim.day_process.load_state(data, str(opts.state))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--state {opts.state}: {e}") from None
+
+
+def save_state(opts: Options, sim: Any) -> None:
+    if opts.state is None or sim.day_process is None:
+        return
+    tmp = opts.state.with_suffix(opts.state.suffix + ".tmp")
+    try:
+        tmp.write_bytes(orjson.dumps(sim.day_process.state()))
+        tmp.replace(opts.state)
+    except OSError as e:
+        raise OutputError(f"--state {opts.state}: cannot write: {e.strerror or e}") from None
+
+
+def _stamp(sim: Any, day: int, eps: list[Episode]) -> list[Episode]:
+    """Attach the simulated start times of the day (clock on) to its episodes."""
+    from dataclasses import replace
+
+    from sim.report import sim_time
+
+    starts = getattr(sim.day_process, "starts", None)
+    if starts is None:
+        return eps
+    return [replace(e, start=sim_time(day, starts[e.episode])) for e in eps]
 
 
 def _no_progress(opts: Options) -> Options:
@@ -300,7 +397,7 @@ def _worker(index: int, processes: int, opts_json: bytes, conn: Connection) -> N
 
     try:
         o = orjson.loads(opts_json)
-        cfg = load_config(o["config"])
+        cfg = with_service(load_config(o["config"]), o["host"], o["port"], o["realism"])
         world = load_world(cfg, Path(o["world"]) if o["world"] else None)
         sim = Simulation(world, cfg.model_params(), o["seed"], process=index, processes=processes)
         agent = make_agent(o["recommender"], world, cfg, sim)
@@ -355,6 +452,7 @@ def run_multi(opts: Options, cfg: SimConfig, episodes_out: list[Episode], dau: d
     world = load_world(cfg, opts.world)  # validate before starting workers; returning users need it
     params = cfg.model_params()
     parent = Simulation(world, params, opts.seed, day_process=make_day_process(world, params))
+    load_state(opts, parent)
     note = ORACLE_NOTE if opts.recommender == "oracle" else None
     if note:
         _note(opts, note)
@@ -362,6 +460,7 @@ def run_multi(opts: Options, cfg: SimConfig, episodes_out: list[Episode], dau: d
     opts_json = orjson.dumps({
         "config": str(opts.config), "world": str(opts.world) if opts.world else None,
         "seed": opts.seed, "recommender": opts.recommender, "concurrency": concurrency,
+        "host": opts.host, "port": opts.port, "realism": opts.realism,
     })
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     ctx = mp.get_context(method)
@@ -403,7 +502,8 @@ def run_multi(opts: Options, cfg: SimConfig, episodes_out: list[Episode], dau: d
                         if i not in results and not p.is_alive() and not conns[i].poll():
                             raise _WorkerFailedError(f"worker {i} died (exit code {p.exitcode})", "crash")
             eps = sorted((e for i in range(n_proc) for e in results[i]), key=lambda e: e.episode)
-            _finish_day(opts, parent, day, eps, episodes_out, dau, writer)
+            _finish_day(opts, parent, day, _stamp(parent, day, eps), episodes_out, dau, writer)
+            save_state(opts, parent)
             if not days.more(day):
                 break
             day += 1
@@ -446,9 +546,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = 0
     t0 = time.perf_counter()
     try:
-        cfg = load_config(opts.config)
+        cfg = with_service(load_config(opts.config), opts.host, opts.port, opts.realism)
         if opts.out is not None:
-            writer = RecordWriter(opts.out).open()
+            writer = RecordWriter(opts.out, clock=cfg.model_params().clock).open()
         run = run_multi if opts.mode == "multi" else run_single
         note = run(opts, cfg, episodes, dau, writer)
     except (ConfigError, OutputError, UsageError) as e:

@@ -92,7 +92,7 @@ class GeneratorParams:
 class World:
     """An in-memory world. Arrays are read-only views of the generated/loaded data."""
 
-    embeddings: np.ndarray            # (N, d) float32, L2-normalised rows (hidden)
+    embeddings: np.ndarray            # (N, d) float32 (hidden); generated: unit rows, imported: as given
     track_artist: np.ndarray          # (N,) int32
     titles: list[str]
     track_genres: list[list[str]]
@@ -341,7 +341,9 @@ class World:
             raise WorldError(f"{emb_path}: not a readable .npy array ({exc})") from exc
         if emb.ndim != 2 or emb.shape[0] == 0 or not np.issubdtype(emb.dtype, np.floating):
             raise WorldError(f"{emb_path}: expected a float (N, d) array, got {emb.dtype} {emb.shape}")
-        emb = _normalise(emb.astype(np.float32, copy=False))
+        # as saved: a generated world has unit rows; an imported course world keeps
+        # the course's raw rows (normalising them would change every listen time)
+        emb = _check_rows(emb.astype(np.float32, copy=False), emb_path)
         tracks_path = _need(d / "hidden" / "tracks.jsonl")
         tracks = _read_jsonl(tracks_path, orjson)
         if len(tracks) != emb.shape[0]:
@@ -446,6 +448,14 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _check_rows(x: np.ndarray, where: object = "embeddings") -> np.ndarray:
+    """Finite rows, C-contiguous float32; the values themselves are kept."""
+    if not np.all(np.isfinite(x)):
+        bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
+        raise WorldError(f"{where}: row {bad} has a non-finite value")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
 def _normalise(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     if np.any(norms == 0) or not np.all(np.isfinite(norms)):
@@ -462,14 +472,17 @@ OVERRIDE_FIELDS = ("session_budget", "artist_discount_gamma", "interest_neighbou
 
 
 def from_records(tracks: list[dict], embeddings: np.ndarray, users: list[dict],
-                 artists: list[dict] | None = None) -> World:
+                 artists: list[dict] | None = None, *, normalise: bool = False) -> World:
     """Build a World from course-format records (extra fields optional).
 
     Tracks need "track" (0..N-1 in any order) and "artist" (a name) or "artist_id";
     users need "user", "interests", "consume_bias", "consume_sharpness".
+    Embeddings are kept as given unless `normalise` (L2 rows): the course's
+    simulator scores raw inner products, so normalising changes its world.
     """
     n = len(tracks)
-    emb = _normalise(np.asarray(embeddings, dtype=np.float32))
+    emb = np.asarray(embeddings, dtype=np.float32)
+    emb = _normalise(emb) if normalise else _check_rows(emb)
     if emb.shape[0] != n:
         raise ValueError(f"{n} tracks but {emb.shape[0]} embedding rows")
     order = [0] * n
@@ -743,8 +756,14 @@ def generate(seed: int, n_tracks: int, n_users: int, out: Path | str, dim: int =
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m sim.world",
-                                 description="Generate a seeded synthetic music world.")
+    ap = argparse.ArgumentParser(
+        prog="python -m sim.world",
+        description="Generate a seeded synthetic music world.",
+        epilog="The course's own files (tracks.jsonl, embeddings.npy, users.jsonl) become a "
+               "world with: python -m sim.course_io import --tracks T.jsonl --embeddings E.npy "
+               "--users U.jsonl --out DIR (embeddings kept as given; --normalise to L2-normalise "
+               "them). The reverse: python -m sim.course_io export WORLD_DIR OUT_DIR. "
+               "Docs: sim/README.md")
     sub = ap.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("generate", help="write a world directory (same args -> same bytes)")
     g.add_argument("--seed", type=int, default=31337)

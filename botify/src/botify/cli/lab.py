@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sim-config", type=Path, default=d.sim_config)
     p.add_argument("--sequential", action="store_true",
                    help="promote on always-valid intervals (confidence sequences), not the fixed ones")
+    p.add_argument("--realism", choices=("production", "course"), default=None,
+                   help="simulated users: production-like or the course's rules "
+                   "(default: the sim config's, production in config/env.yml)")
     return p
 
 
@@ -53,6 +56,7 @@ def options_from_args(args: argparse.Namespace) -> LabOptions:
         concurrency=args.concurrency, redis_url=args.redis_url, name=args.name,
         runs_dir=args.runs_dir, reports_dir=args.reports_dir, sim_config=args.sim_config,
         sequential=args.sequential,
+        realism=args.realism,
     )
 
 

@@ -88,6 +88,8 @@ class LabOptions:
     min_users: int = 30
     #: promote on the always-valid interval (confidence sequence) instead of the fixed one
     sequential: bool = False
+    #: the simulator's user-model setting (production, course); None: the sim config's own
+    realism: str | None = None
 
 
 @dataclass
@@ -268,6 +270,8 @@ def write_sim_config(opts: LabOptions, base: str, path: Path) -> None:
     cfg["world"] = str(opts.world.resolve())
     cfg.setdefault("service", {})
     cfg["service"].update({"host": host, "port": int(port)})
+    if opts.realism is not None:
+        cfg["user_model"] = {**(cfg.get("user_model") or {}), "realism": opts.realism}
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
@@ -278,7 +282,9 @@ def simulate_day(opts: LabOptions, day: int, sim_cfg: Path, run_dir: Path) -> No
          "single", "--recommender", "remote", "--seed", str(opts.seed), "--first-day", str(day),
          "--days", "1",
          "--concurrency", str(opts.concurrency),
-         "--out", str(run_dir / f"episodes-day{day}.jsonl")],
+         "--out", str(run_dir / f"episodes-day{day}.jsonl"),
+         # returning users carry over from one day's run to the next
+         "--state", str(run_dir / "sim-state.json")],
         f"simulation of day {day}",
     )
 
