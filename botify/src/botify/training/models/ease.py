@@ -77,9 +77,19 @@ def ease_weights(x: sp.csr_matrix, reg: float) -> np.ndarray:
     """The EASE item-item weights B (zero diagonal) of a users x items matrix."""
     if reg <= 0:
         raise ValueError("reg must be positive")
+    from scipy.linalg import lapack
+
     g = (x.T @ x).toarray().astype(np.float64)
     g[np.diag_indices_from(g)] += reg
-    p = np.linalg.inv(g)
+    # G is symmetric positive definite: a Cholesky inverse (potrf + potri) costs about
+    # half of np.linalg.inv's LU and fills only the lower triangle, mirrored below.
+    c, info = lapack.dpotrf(g, lower=True, overwrite_a=True)
+    if info != 0:
+        raise ValueError(f"X^T X + reg I is not positive definite (LAPACK info {info})")
+    p, info = lapack.dpotri(c, lower=True, overwrite_c=True)
+    if info != 0:
+        raise ValueError(f"Cholesky inverse failed (LAPACK info {info})")
+    p = np.tril(p) + np.tril(p, -1).T
     b = p / (-np.diag(p))  # column j divided by -P_jj
     b[np.diag_indices_from(b)] = 0.0
     return b
