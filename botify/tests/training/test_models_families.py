@@ -203,3 +203,11 @@ def test_train_cli(model, served, catalog, tmp_path):
     meta = read_meta(out)
     assert info.max_list_len <= 7 and meta["served_by"] == served
     assert 0.0 <= meta["metrics"]["hit_rate"] <= 1.0
+
+
+def test_lab_trains_the_hybrid_with_the_public_catalog(catalog):
+    from botify.lab import model_training
+
+    k, params = model_training("hybrid", catalog)
+    assert params == {"catalog": str(catalog.resolve())} and k > 0
+    assert model_training("ease", catalog)[1] == {}
