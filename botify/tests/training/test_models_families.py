@@ -211,3 +211,10 @@ def test_lab_trains_the_hybrid_with_the_public_catalog(catalog):
     k, params = model_training("hybrid", catalog)
     assert params == {"catalog": str(catalog.resolve())} and k > 0
     assert model_training("ease", catalog)[1] == {}
+
+
+def test_hybrid_gives_no_list_to_users_without_a_positive(catalog):
+    # user 0 listened well, user 1 skipped everything: no vector was learnt for user 1
+    df = sessions_frame([[(1, 1.0), (2, 0.9)], [(3, 0.1), (4, 0.2)]], users=[0, 1])
+    art = fit("hybrid", TrainData.from_events(df, N), catalog=str(catalog), epochs=1)
+    assert set(art.lists) == {0}

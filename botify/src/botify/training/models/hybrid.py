@@ -150,10 +150,15 @@ def item_features(
 
 
 def positives(data: TrainData, min_time: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(distinct (user row, track) positive pairs as two arrays, user ids of the rows)."""
-    users, row = np.unique(data.user, return_inverse=True)
+    """(distinct (user row, track) positive pairs as two arrays, user ids of the rows).
+
+    Only users with a positive get a row: a user who skipped everything would keep
+    the random initial vector, and a list drawn from it is noise (the service falls
+    back for users without a list).
+    """
     keep = data.time >= min_time
-    key = np.unique(row[keep].astype(np.int64) * data.n_tracks + data.track[keep])
+    users, row = np.unique(data.user[keep], return_inverse=True)
+    key = np.unique(row.astype(np.int64) * data.n_tracks + data.track[keep])
     return key // data.n_tracks, key % data.n_tracks, users
 
 
