@@ -24,7 +24,7 @@ nbclient = pytest.importorskip("nbclient")
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "jupyter"
-NAMES = ("ab_analysis", "world_explorer", "train_and_deploy")
+NAMES = ("ab_analysis", "world_explorer", "train_and_deploy", "classics_and_factorization")
 KERNEL = "botify-venv"
 
 
@@ -184,3 +184,16 @@ def test_train_and_deploy_notebook(kernel_dir: Path) -> None:
     with socket.socket() as s, pytest.raises(OSError):
         s.settimeout(1)
         s.connect(("127.0.0.1", int(port.group(1))))
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("notebook_env")
+def test_classics_and_factorization_notebook(kernel_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOTIFY_AB_SESSIONS", "200")
+    nb = execute(NOTEBOOKS / "classics_and_factorization.ipynb", kernel_dir, timeout=300)
+    text = outputs_text(nb)
+    assert "by hand and botify's ease_weights agree: True" in text
+    for name in ("ease", "user_knn", "hybrid"):
+        assert re.search(rf"{name} +[\d,]+ rows of kind", text), text[-2000:]
+    assert "SRM" in text and "service and Redis stopped" in text
+    assert re.search(r"verdict: the champion after this day is \w+", text)
