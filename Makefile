@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install demo test lint fmt bench clean user-flow
+.PHONY: install demo test lint fmt bench clean user-flow compose-test
 
 install: $(STAMP) ## create .venv and install sim, botify and the dev tools
 
@@ -20,6 +20,11 @@ demo: install ## world -> service on embedded Redis -> one simulated A/B day -> 
 test: install ## lint + the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# The compose stack on a real Docker engine (root: installs docker.io, runs its own dockerd,
+# stops it and restores the host at the end). Plain python3: the driver needs only the stdlib.
+compose-test: ## docker compose build/up/scale/simulate/faults/down, as in the README
+	$(PY) deploy/compose_test.py
 
 lint: install
 	$(BIN)/ruff check .
