@@ -78,12 +78,12 @@ README_STACK = [
     "docker compose build",
     "docker compose up -d --wait --scale recommender=2",
     "docker compose up -d --wait --scale recommender=3",
-    "SIM_EPISODES=2000 docker compose --profile sim run --rm -T sim",
+    "SIM_EPISODES=2000 docker compose --profile sim run --rm -T --no-deps sim",
     "docker compose down -v",
 ]
 # What the test adds while a second simulator run goes on.
 README_FAULTS = [
-    "SIM_EPISODES=2000 SIM_SEED=4242 SIM_OUT=faults.jsonl docker compose --profile sim run --rm -T sim",
+    "SIM_EPISODES=2000 SIM_SEED=4242 SIM_OUT=faults.jsonl docker compose --profile sim run --rm -T --no-deps sim",
     "docker kill botify-recommender-2",
     "docker compose restart redis",
 ]
@@ -530,6 +530,9 @@ def main() -> int:
             say("  " + acc.describe())
             check(len(records) == args.episodes, f"{len(records)} session records")
             check(acc.exact, "every simulated session and step is exactly one event in the replicas' logs")
+            check(len(replicas()) == 3, "still 3 replicas after the simulator's run")
+            served = {d.rsplit("-", 2)[0] for d in per_dir}
+            check(served >= set(hostnames()), f"every replica logged part of the run ({len(per_dir)} worker logs)")
             fig.add(f"clean run: {acc.sim_sessions} sessions, {acc.sim_steps} steps in "
                     f"{fig.timings['sim_clean_run']:.1f} s; logged {acc.logged_last} last + {acc.logged_next} "
                     f"next over {len(per_dir)} worker logs; exact")
@@ -569,9 +572,14 @@ def main() -> int:
 
 
 def dump_logs() -> None:
-    out = run(["docker", "compose", "--profile", "sim", "logs", "--no-color", "--tail", "40"],
-              quiet=True, capture=True, check_rc=False, timeout=60)
-    print((out.stdout or "")[-8000:], flush=True)
+    """On failure: the last lines of each service, nginx's errors without its access log."""
+    for svc in ("redis", "world", "recommender", "nginx"):
+        out = run(["docker", "compose", "logs", "--no-color", "--timestamps", svc], quiet=True, capture=True,
+                  check_rc=False, timeout=60)
+        lines = (out.stdout or "").splitlines()
+        if svc == "nginx":
+            lines = [ln for ln in lines if re.search(r"\[(warn|error|crit|alert|emerg)\]|entrypoint", ln)]
+        print("\n".join(lines[-30:]), flush=True)
 
 
 def hardening() -> None:
@@ -622,6 +630,13 @@ def faults(fig: Figures, base: str, clean_seconds: float) -> None:
         run(README_FAULTS[2], timeout=120)
         t_redis_up = time.time()
         rc = sim.wait(timeout=1200)
+        # /health must come back by itself: poll on (bounded) until 2 s of 200s in a row.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            tail_ok = [st for t, st in poller.samples if t > time.time() - 2]
+            if len(tail_ok) >= 5 and all(st == 200 for st in tail_ok) and poller.samples[-1][0] > t_redis_up:
+                break
+            time.sleep(0.2)
     finally:
         if sim.poll() is None:
             sim.kill()
@@ -641,10 +656,14 @@ def faults(fig: Figures, base: str, clean_seconds: float) -> None:
     say("  " + acc.describe())
     victim_state = docker_json("inspect", victim)[0]["State"]
     fallback = Counter(str(e.get("fallback")) for e in events if e.get("fallback"))
-    after_redis = [e for e in events if e.get("fallback") and e["timestamp"] > t_redis_up * 1000]
+    after_redis = [e for e in events if e.get("fallback") == "redis_unavailable"
+                   and e["timestamp"] > t_redis_up * 1000]
     bad = [(t, s) for t, s in poller.samples if s != 200]
-    health_back = next((t for t, s in poller.samples if t > t_redis and s == 200 and
-                        all(s2 == 200 for t2, s2 in poller.samples if t2 >= t)), None)
+    after = [(t, st) for t, st in poller.samples if t >= t_redis]
+    last_bad = max((t for t, st in after if st != 200), default=None)
+    health_back = (next((t for t, st in after if t > last_bad), None) if last_bad is not None
+                   else (after[0][0] if after else None))
+    down = [(t, st) for t, st in after if st != 200]
     non_json = [ln for ln in out_lines if "ServiceError" in ln or "gave up" in ln]
     lost_next = acc.sim_steps - acc.logged_next
     lost_last = acc.sim_sessions - acc.logged_last
@@ -654,9 +673,10 @@ def faults(fig: Figures, base: str, clean_seconds: float) -> None:
     fig.add(f"replica {victim} ({victim_host}) killed at +{t_kill - t_start:.1f} s; restart policy left it "
             f"{victim_state['Status']} (restarts {docker_json('inspect', victim)[0]['RestartCount']})")
     fig.add(f"Redis restarted at +{t_redis - t_start:.1f} s ({t_redis_up - t_redis:.1f} s for the restart); "
-            f"fallback events {dict(fallback)}; with a fallback after the restart returned: {len(after_redis)}; "
-            f"/health via nginx back to 200 for good at "
-            f"{'+%.2f s after the restart returned' % (health_back - t_redis_up) if health_back else 'never'}")
+            f"fallback events {dict(fallback)}; redis_unavailable after the restart returned: {len(after_redis)}; "
+            f"/health via nginx non-200 from +{(down[0][0] - t_redis) if down else 0:.1f} s to "
+            f"+{(down[-1][0] - t_redis) if down else 0:.1f} s after the restart began, 200 for good "
+            f"{'%.2f s after the restart returned' % (health_back - t_redis_up) if health_back else 'never'}")
     fig.add(f"/health polls through nginx: {len(poller.samples)}, non-200: {len(bad)} "
             f"({Counter(s for _, s in bad)})")
     check(not non_json, "the simulator reported no failed request")
@@ -665,8 +685,8 @@ def faults(fig: Figures, base: str, clean_seconds: float) -> None:
     # times a few steps; a lost event shows as a short or broken session of that user.
     check(abs(lost_next) <= 64 and abs(lost_last) <= 16 and len(acc.users_mismatched) <= 16,
           "loss from the killed replica is bounded (<= 64 steps, <= 16 sessions, <= 16 users)")
-    check(health_back is not None and health_back - t_redis_up < 15, "/health recovered by itself")
-    check(sum(fallback.values()) > 0 or not bad, "answers continued from fallbacks while Redis was away")
+    check(health_back is not None and health_back - t_redis_up < 30, "/health recovered by itself")
+    check(fallback["redis_unavailable"] > 0, "answers continued from fallbacks while Redis was away")
 
 
 if __name__ == "__main__":
