@@ -139,8 +139,8 @@ def test_redis_asks_for_a_password_from_the_environment(compose: dict) -> None:
     redis = compose["services"]["redis"]
     assert re.fullmatch(r"\$\{BOTIFY_REDIS_PASSWORD:\?[^}]+\}", redis["environment"]["REDISCLI_AUTH"])
     cmd = " ".join(map(str, redis["command"]))
-    # the password reaches redis-server through a file, never its command line
-    assert "requirepass %s" in cmd and '"$$REDISCLI_AUTH"' in cmd and "umask 077" in cmd
+    # the password reaches redis-server on stdin (a here-document), never its command line
+    assert re.search(r"exec redis-server - .*<<EOF\nrequirepass \$\$REDISCLI_AUTH\nEOF", cmd)
     assert "--requirepass" not in cmd
     assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]  # REDISCLI_AUTH
 
