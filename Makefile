@@ -14,7 +14,7 @@ EXTRAS_SPARK     := offline,spark
 EXTRAS_NOTEBOOKS := offline,notebooks
 EXTRAS_ALL       := offline,train,spark,notebooks
 
-.PHONY: install demo test lint fmt bench clean user-flow
+.PHONY: install demo test lint fmt bench clean user-flow compose-test
 .PHONY: install-demo install-train install-spark install-notebooks notebooks
 
 install: $(STAMP) ## create .venv and install sim, botify with every extra and the dev tools
@@ -65,6 +65,11 @@ notebooks: install-notebooks ## JupyterLab on jupyter/, reading the newest run's
 test: install ## lint + the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# The compose stack on a real Docker engine (root: installs docker.io, runs its own dockerd,
+# stops it and restores the host at the end). Plain python3: the driver needs only the stdlib.
+compose-test: ## docker compose build/up/scale/simulate/faults/down, as in the README
+	$(PY) deploy/compose_test.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -23,7 +23,11 @@ from pathlib import Path
 from helpers_service import REPO, free_port
 
 TEMPLATE = REPO / "deploy" / "nginx.conf"
-TEMPLATE_VARS = ("NGINX_PORT", "NGINX_RESOLVER", "BOTIFY_UPSTREAM_SERVERS")
+TEMPLATE_VARS = ("NGINX_PORT", "NGINX_RESOLVER", "BOTIFY_BACKEND", "BOTIFY_UPSTREAM_SERVERS",
+                 "NGINX_RATE_LIMIT", "NGINX_RATE_BURST")
+# The tests' fixed replicas go through the template's upstream group; rate limit as in compose.
+TEST_DEFAULTS = {"NGINX_RESOLVER": "", "BOTIFY_BACKEND": "botify_recommenders",
+                 "NGINX_RATE_LIMIT": "10000r/s", "NGINX_RATE_BURST": "10000"}
 
 
 def nginx_binary() -> str | None:
@@ -88,8 +92,12 @@ class NginxProcess:
 
 @contextmanager
 def nginx_proxy(upstreams: Sequence[str], port: int | None = None,
-                workdir: Path | None = None) -> Iterator[NginxProcess]:
-    """nginx on a free port balancing across `upstreams` ("127.0.0.1:PORT", ...)."""
+                workdir: Path | None = None, overrides: Mapping[str, str] | None = None,
+                ) -> Iterator[NginxProcess]:
+    """nginx on a free port balancing across `upstreams` ("127.0.0.1:PORT", ...).
+
+    `overrides`: template values instead of TEST_DEFAULTS (e.g. a low NGINX_RATE_LIMIT).
+    """
     binary = nginx_binary()
     if binary is None:
         raise RuntimeError("nginx is not installed")
@@ -98,9 +106,10 @@ def nginx_proxy(upstreams: Sequence[str], port: int | None = None,
     (wd / "tmp").mkdir(parents=True, exist_ok=True)
     servers = " ".join(f"server {u} max_fails=1 fail_timeout=2s;" for u in upstreams)
     (wd / "botify.conf").write_text(render_template({
+        **TEST_DEFAULTS,
         "NGINX_PORT": f"127.0.0.1:{port}",
-        "NGINX_RESOLVER": "",
         "BOTIFY_UPSTREAM_SERVERS": servers,
+        **(overrides or {}),
     }))
     # As root, nginx would drop its workers to `nobody`, who cannot read a private tmp dir.
     user = "user root;" if os.geteuid() == 0 else ""
