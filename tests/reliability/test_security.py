@@ -31,8 +31,6 @@ SAFE_YAML_LOADERS = {"SafeLoader", "CSafeLoader", "BaseLoader", "CBaseLoader"}
 
 # (file relative to the repo, finding) -> why it is fine. Keep it short and specific.
 ALLOWED = {
-    ("botify/tests/recommenders/test_docs_recommenders.py", "exec()"):
-        "runs the example of docs/recommenders.md (a file of this repository) to keep the doc true",
 }
 
 

@@ -86,10 +86,12 @@ def test_every_family_is_exported_with_its_type(tmp_path: Path) -> None:
 
 def test_in_process_registries_are_independent() -> None:
     a, b = Metrics(), Metrics()
-    a.inc("botify_fallbacks_total", ("top_pop", "empty"))
-    a.inc("botify_fallbacks_total", ("top_pop", "empty"), 2)
+    a.inc("botify_fallbacks_total", ("top_pop", "empty", "EXP", "T1"))
+    a.inc("botify_fallbacks_total", ("top_pop", "empty", "EXP", "T1"), 2)
     text_a, text_b = a.render().decode(), b.render().decode()
-    assert _value(text_a, 'botify_fallbacks_total{reason="empty",recommender="top_pop"}') == 3
+    assert _value(
+        text_a, 'botify_fallbacks_total{arm="T1",experiment="EXP",reason="empty",recommender="top_pop"}'
+    ) == 3
     assert 'recommender="top_pop"' not in text_b
 
 

@@ -39,17 +39,17 @@ def test_pipeline_replies_in_order_and_errors_keep_the_connection_in_step(app) -
     assert len(b"".join(service.redis.lrange("big", 0, -1))) == 300_000
 
 
-def test_the_state_round_trip_is_one_pipeline_of_seven_commands(app, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_state_round_trip_is_one_pipeline_of_nine_commands(app, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     service = app.extensions["botify"]
     sent: list[list[tuple]] = []
     real = service.pipeline
     monkeypatch.setattr(service, "pipeline", lambda cmds: sent.append(list(cmds)) or real(cmds))
     assert app.test_client().post("/next/7", json={"track": 3, "time": 0.5}).status_code == 200
     assert [[c[0] for c in cmds] for cmds in sent] == [
-        ["LPUSH", "LTRIM", "EXPIRE", "SADD", "EXPIRE", "LRANGE", "SMEMBERS"]
+        ["LPUSH", "LTRIM", "EXPIRE", "SADD", "EXPIRE", "LRANGE", "SMEMBERS", "INCR", "EXPIRE"]
     ]
     assert app.test_client().post("/last/7", json={"track": 4, "time": 1.0}).status_code == 200
-    assert [c[0] for c in sent[-1]] == ["LPUSH", "LTRIM", "EXPIRE", "DEL"]
+    assert [c[0] for c in sent[-1]] == ["LPUSH", "LTRIM", "EXPIRE", "DEL", "INCR", "EXPIRE"]
     assert service.redis.exists(service.keys.session(7)) == 0
 
 

@@ -11,7 +11,7 @@ app built in a test, `flask run`) each `Metrics` keeps its own in-process
 registry.
 
 The call sites name a family and pass label values as a tuple
-(`metrics.inc("botify_fallbacks_total", (recommender, reason))`); the labelled
+(`metrics.inc("botify_fallbacks_total", (recommender, reason, experiment, arm))`); the labelled
 children are cached so the hot path pays one dict lookup and the value update.
 """
 

@@ -408,7 +408,8 @@ def make_kit(
 
 def _warn_bad_lines(report: LoadReport, say: Callable[[str], None]) -> None:
     for ex in report.bad_examples:
-        say(f"{ex['file']}: {ex['where']}: {ex['reason']} (skipped)")
+        where = f"line {ex['line']}" if ex.get("line") is not None else ex["where"]
+        say(f"{ex['file']}: {where}: {ex['reason']} (skipped)")
     if report.bad > len(report.bad_examples):
         say(f"... {report.bad} bad line(s) in all: {dict(sorted(report.bad_lines.items()))}")
     for d in report.duplicate_files:
