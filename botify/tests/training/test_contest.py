@@ -392,7 +392,8 @@ def test_kit_from_a_simulated_lab_day(tmp_path: Path, redis_url: str) -> None:
            "--tracks", "2000", "--users", "300", "--world", str(tmp_path / "world"),
            "--models", "top_pop", "--name", "c", "--runs-dir", str(tmp_path / "runs"),
            "--reports-dir", str(tmp_path / "reports"), "--redis-url", redis_url,
-           "--sim-config", str(ROOT / "config" / "env.yml"), "--seed", "7"]
+           "--sim-config", str(ROOT / "config" / "env.yml"), "--seed", "7",
+           "--realism", "course"]  # many returning test users from few sessions, as when written
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     logs, kit = tmp_path / "runs" / "c" / "logs", tmp_path / "kit"
