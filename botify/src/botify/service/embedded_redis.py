@@ -306,7 +306,8 @@ class LiveRedis:
     pid: int
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (one owned by another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -335,7 +336,7 @@ def live_servers() -> list[LiveRedis]:
         sock = live.url.removeprefix("unix://").split("?", 1)[0]
         if _ping_unix(sock):
             found.append((started, live))
-        elif not _pid_alive(live.pid):
+        elif not pid_alive(live.pid):
             with contextlib.suppress(OSError):
                 path.unlink()
     return [live for _, live in sorted(found, key=lambda x: x[0])]

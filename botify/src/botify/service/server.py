@@ -515,27 +515,18 @@ def prepare_metrics_dir(base: Path) -> Path:
     """
     import shutil
 
+    from botify.service.embedded_redis import pid_alive
     from botify.service.metrics import prepare_multiprocess_dir
 
     try:
         base.mkdir(parents=True, exist_ok=True)
         for old in base.glob("server-*"):
             pid = old.name.removeprefix("server-")
-            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
                 shutil.rmtree(old, ignore_errors=True)
         return prepare_multiprocess_dir(base / f"server-{os.getpid()}")
     except OSError as exc:
         raise StartupError(f"metrics dir {base} (under the run dir) is not writable: {_reason(exc)}") from None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _mark_dead_workers(server: Any) -> None:
